@@ -1,0 +1,81 @@
+"""The world's step: one pure function advancing every town by one tick (SPEC section 4).
+
+Order per town: the action (move, INTERACT or WAIT, with its meter cost), base depletion
+scaled by the town's difficulty, fitness-modulated health loss, three ordered cascade
+groups, clamp, termination and truncation, reward, clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .observation import action_mask as _action_mask
+from .observation import code_here
+from .params import EMPTY, ENERGY, FITNESS, HEALTH, INTERACT, MONEY, WAIT, WorldParams
+from .rewards import reward as _reward
+from .state import WorldState
+
+# Tolerance so that a price equal to the money left is affordable despite float rounding.
+_MONEY_EPS = 1e-6
+
+
+@dataclass
+class StepOutput:
+    reward: Any        # [N] float32
+    terminated: Any    # [N] bool: health or energy reached 0
+    truncated: Any     # [N] bool: the level's step limit, when not terminated
+    masked: Any        # [N] bool: the action was masked and executed as WAIT
+
+
+def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[WorldState, StepOutput]:
+    """Advance all towns one tick. `action` is a valid [N] int64 array of indices 0..5.
+
+    A masked action (a wall move, INTERACT where nothing is open) is executed as WAIT and
+    flagged in `StepOutput.masked`; it never moves the agent off the grid. `mask` and
+    `here` (the codes under the agents) may be passed when the caller already has them.
+    """
+    ops, xp = p.ops, p.ops.xp
+    here = code_here(p, s) if here is None else here
+    if mask is None:
+        mask = _action_mask(p, s, here)
+    allowed = ops.take(mask, action[:, None])[:, 0]
+    act = xp.where(allowed, action, WAIT)
+
+    # 1. the action: movement and its cost, or an interaction tick.
+    cell = s.cell + ops.lookup(p.action_cell_delta, act)
+    m = s.meters - ops.lookup(p.action_cost, act)
+    pressing = act == INTERACT
+    continuing = pressing & (s.current == here) & (s.progress > 0)
+    attempt = xp.where(continuing, s.progress + 1, 1)
+    paid = pressing & (m[:, MONEY] + _MONEY_EPS >= ops.lookup(p.tick_price, here))
+    completed = paid & (attempt >= ops.lookup(p.ticks, here))
+    gain = ops.lookup(p.tick_delta, here) * ops.cast(paid, ops.float32)[:, None]
+    gain = gain + ops.lookup(p.bonus, here) * ops.cast(completed, ops.float32)[:, None]
+    m = ops.clip(m + gain, 0.0, 1.0)
+    progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
+    current = xp.where(pressing, here, EMPTY)
+
+    # 2. base depletion scaled per town; 3. fitness modulation of health (unscaled).
+    m = m - p.depletion[None, :] * s.multiplier[:, None]
+    base, offset, gain_f = p.modulation
+    m[:, HEALTH] -= base * (offset + gain_f * (1.0 - m[:, FITNESS]))
+
+    # 4. cascades, group by group, each reading the meters the previous group left.
+    thr = p.cascade_threshold
+    for strengths in p.cascades:
+        m = m - (ops.clip(thr - m, 0.0, None) * (1.0 / thr)) @ strengths
+
+    # 5. clamp; 6. termination and truncation.
+    m = ops.clip(m, 0.0, 1.0)
+    terminated = (m[:, HEALTH] <= 0.0) | (m[:, ENERGY] <= 0.0)
+    steps = s.steps + 1
+    truncated = (steps >= p.max_steps) & ~terminated
+
+    # 7. clock; an interaction whose affordance has closed loses its progress.
+    hour = (s.hour + 1) % 24 if p.temporal else s.hour
+    progress = xp.where(ops.lookup(p.open_at, current * 24 + hour), progress, 0)
+
+    new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
+    out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)
+    return new, out

@@ -1,0 +1,96 @@
+"""Observation layout: which slice of the flat observation vector holds which part.
+
+Networks and tools read offsets from here; no module hardcodes an observation size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Cell codes: 0..13 the affordance vocabulary, EMPTY a floor cell, OUTSIDE beyond the edge.
+NUM_AFFORDANCES = 14
+EMPTY_CODE = NUM_AFFORDANCES
+OUTSIDE_CODE = NUM_AFFORDANCES + 1
+NUM_CELL_CODES = NUM_AFFORDANCES + 2
+#: One-hot grid channels: one per affordance, then one marking OUTSIDE; EMPTY is all zeros.
+GRID_CHANNELS = NUM_AFFORDANCES + 1
+OUTSIDE_CHANNEL = NUM_AFFORDANCES
+
+
+@dataclass(frozen=True)
+class ObsPart:
+    """One named part of the observation: a contiguous slice with a logical shape."""
+
+    name: str
+    start: int
+    shape: tuple[int, ...]
+    #: 0 for real values; k > 0 for integer category codes 0..k-1 stored as floats.
+    categories: int = 0
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.stop)
+
+
+@dataclass(frozen=True)
+class ObsLayout:
+    """Ordered parts of the flat observation vector.
+
+    Parts (always present, in this order), default (code) encoding:
+      grid       (cells,)   cell code of each observed cell, row-major from the top-left:
+                            0..13 affordance identity, 14 empty floor, 15 outside the town
+      position   (2,)       agent x, y normalised to [0, 1]
+      meters     (8,)       the eight meters in METERS order
+      affordance (1,)       code of the affordance under the agent; 14 = none
+      time       (3,)       sin(hour), cos(hour), interaction progress in [0, 1];
+                            all zero when temporal mechanics are off
+    With `one_hot=True`, grid is (cells, 15) (channel k = affordance k, channel 14 =
+    outside, empty = all zeros) and affordance is (15,) (index 14 = none).
+    """
+
+    parts: tuple[ObsPart, ...]
+    one_hot: bool = False
+
+    @classmethod
+    def build(cls, cells: int, one_hot: bool = False) -> "ObsLayout":
+        if one_hot:
+            grid, here = ((cells, GRID_CHANNELS), 0), ((NUM_AFFORDANCES + 1,), 0)
+        else:
+            grid, here = ((cells,), NUM_CELL_CODES), ((1,), NUM_AFFORDANCES + 1)
+        specs = (
+            ("grid",) + grid,
+            ("position", (2,), 0),
+            ("meters", (8,), 0),
+            ("affordance",) + here,
+            ("time", (3,), 0),
+        )
+        parts, start = [], 0
+        for name, shape, categories in specs:
+            part = ObsPart(name, start, shape, categories)
+            parts.append(part)
+            start = part.stop
+        return cls(tuple(parts), one_hot)
+
+    @property
+    def size(self) -> int:
+        return self.parts[-1].stop
+
+    def __getitem__(self, name: str) -> ObsPart:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise KeyError(f"no observation part named {name!r}; parts: {[p.name for p in self.parts]}")
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.parts]

@@ -1,0 +1,49 @@
+"""Observations and action masks, built for all towns at once by table lookups."""
+
+from __future__ import annotations
+
+from .params import EMPTY, INTERACT, WorldParams
+from .state import WorldState
+
+
+def code_here(p: WorldParams, s: WorldState):
+    """[N] cell code under each agent (an affordance 0..13, or EMPTY)."""
+    ops = p.ops
+    return ops.cast(ops.take(s.grid, ops.lookup(p.cell_to_padded, s.cell)[:, None])[:, 0], ops.int64)
+
+
+def action_mask(p: WorldParams, s: WorldState, here=None):
+    """[N, 6] bool: moves that stay on the grid, INTERACT on an open affordance, WAIT always.
+
+    Money never masks INTERACT: an unaffordable press is allowed and does nothing.
+    """
+    ops = p.ops
+    here = code_here(p, s) if here is None else here
+    mask = ops.lookup(p.move_mask, s.cell)
+    mask[:, INTERACT] = ops.lookup(p.open_at, here * 24 + s.hour)
+    return mask
+
+
+def observe(p: WorldParams, s: WorldState, here=None):
+    """[N, D] float32 observation laid out as `p.layout` documents (a fresh array).
+
+    Every element is written, so the buffer needs no zero fill.
+    """
+    ops, lay = p.ops, p.layout
+    here = code_here(p, s) if here is None else here
+    n = s.cell.shape[0]
+    obs = ops.empty((n, lay.size), ops.float32)
+    seen = ops.take(s.grid, ops.lookup(p.observed_cells, s.cell))
+    if lay.one_hot:
+        obs[:, lay["grid"].slice] = ops.lookup(p.grid_onehot, ops.cast(seen, ops.int64)).reshape(n, -1)
+        obs[:, lay["affordance"].slice] = ops.lookup(p.grid_onehot, here)
+        obs[:, lay["affordance"].stop - 1] = here == EMPTY
+    else:
+        obs[:, lay["grid"].slice] = seen
+        obs[:, lay["affordance"].start] = here
+    obs[:, lay["position"].slice] = ops.lookup(p.position, s.cell)
+    obs[:, lay["meters"].slice] = s.meters
+    t = lay["time"].start
+    obs[:, t : t + 2] = ops.lookup(p.hour_trig, s.hour)
+    obs[:, t + 2] = ops.cast(s.progress, ops.float32) * ops.lookup(p.inv_ticks, s.current)
+    return obs

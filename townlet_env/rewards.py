@@ -1,0 +1,25 @@
+"""Reward modes (SPEC section 9), computed per agent from the state after the step."""
+
+from __future__ import annotations
+
+from .params import ENERGY, HEALTH, WorldParams
+from .state import WorldState
+
+
+def idle_survival(p: WorldParams, multiplier):
+    """R_i: steps an agent that never interacts survives at its own multiplier [N]."""
+    return 1.0 / (p.energy_depletion * multiplier + p.idle_energy_cost)
+
+
+def reward(p: WorldParams, s: WorldState, terminated, truncated):
+    """[N] float32 reward for the step that produced state `s`."""
+    ops = p.ops
+    alive = ops.cast(~terminated, ops.float32)
+    if p.reward_mode == "survival":
+        return alive
+    if p.reward_mode == "interoception":
+        m = s.meters
+        return alive * (1.0 + 0.5 * (m[:, HEALTH] - 0.5) + 0.5 * (m[:, ENERGY] - 0.5))
+    ended = ops.cast(terminated | truncated, ops.float32)
+    lived = ops.cast(s.steps, ops.float32)
+    return ended * (lived - idle_survival(p, s.multiplier))

@@ -1,0 +1,35 @@
+"""WorldState: every town's mutable state as arrays with a leading town dimension [N]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+
+@dataclass
+class WorldState:
+    cell: Any          # [N] int64 flat cell index y * G + x of the agent
+    meters: Any        # [N, 8] float32 in [0, 1]
+    hour: Any          # [N] int64 clock hour 0..23 (stays 0 without temporal mechanics)
+    progress: Any      # [N] int64 ticks done of the current interaction (0 = none)
+    current: Any       # [N] int64 code of the affordance being used (EMPTY = none)
+    steps: Any         # [N] int64 steps taken this episode
+    grid: Any          # [N, P] int8 padded cell codes of each town's layout (int8: gathers are ~10x faster)
+    multiplier: Any    # [N] float32 difficulty: scales base depletion
+    town_seed: Any     # [N] int64 seed of each town's resets
+    episode: Any       # [N] int64 episodes started by each town
+
+    def replace(self, **changes) -> "WorldState":
+        return replace(self, **changes)
+
+    def select(self, which, other: "WorldState", ops) -> "WorldState":
+        """Per town: this state where `which` [N] is True, else `other` (no Python loop)."""
+        out = {}
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            w = which.reshape((-1,) + (1,) * (a.ndim - 1))
+            out[f.name] = ops.xp.where(w, a, b)
+        return WorldState(**out)
+
+    def copy(self, ops) -> "WorldState":
+        return WorldState(**{f.name: ops.copy(getattr(self, f.name)) for f in fields(self)})

@@ -1,0 +1,78 @@
+"""Town creation and resets: layouts, spawn cells, start hours, initial meters.
+
+All draws come from `rng.uniform` keyed by each town's seed and episode number, so a
+town's episodes are the same however many towns are batched with it.
+"""
+
+from __future__ import annotations
+
+from . import rng
+from .params import EMPTY, OUTSIDE, WorldParams
+from .state import WorldState
+
+
+def place_affordances(p: WorldParams, seed, episode):
+    """Padded code grids [N, P]: deployed affordances on distinct cells drawn per key."""
+    ops, n = p.ops, seed.shape[0]
+    order = ops.argsort(rng.uniform(ops, seed, episode, rng.LAYOUT, p.cells))
+    chosen = order[:, : p.deployed_codes.shape[0]]
+    grid = ops.full((n, p.padded_cells), OUTSIDE, ops.int8)
+    inside = ops.xp.broadcast_to(p.cell_to_padded[None, :], (n, p.cells))
+    ops.put(grid, ops.copy(inside), ops.full((n, p.cells), EMPTY, ops.int8))
+    codes = ops.xp.broadcast_to(p.deployed_codes[None, :], chosen.shape)
+    ops.put(grid, p.cell_to_padded[chosen], ops.cast(codes, ops.int8))
+    return grid
+
+
+def town_layouts(p: WorldParams, town_seed, layout_seed: int):
+    """Each town's first layout according to the pack's layout mode."""
+    ops = p.ops
+    zeros = ops.zeros(town_seed.shape, ops.int64)
+    mode = p.pack.layout_mode
+    if mode == "shared":
+        one = place_affordances(p, ops.full((1,), layout_seed, ops.int64), zeros[:1])
+        return ops.copy(ops.xp.broadcast_to(one, (town_seed.shape[0], p.padded_cells)))
+    if mode == "per_town":
+        seed = rng.keys(town_seed, ops.full(town_seed.shape, layout_seed, ops.int64), rng.TOWN)
+        return place_affordances(p, seed, zeros)
+    return place_affordances(p, town_seed, zeros)  # per_episode: redrawn at every reset
+
+
+def new_state(p: WorldParams, town_seed, layout_seed: int) -> WorldState:
+    """Fresh towns for the given seeds [N]; call `reset_towns` before stepping."""
+    ops, n = p.ops, town_seed.shape[0]
+    zeros = ops.zeros((n,), ops.int64)
+    return WorldState(
+        cell=zeros, meters=ops.zeros((n, 8), ops.float32), hour=ops.copy(zeros),
+        progress=ops.copy(zeros), current=ops.full((n,), EMPTY, ops.int64),
+        steps=ops.copy(zeros), grid=town_layouts(p, town_seed, layout_seed),
+        multiplier=ops.full((n,), 1.0, ops.float32), town_seed=town_seed,
+        episode=ops.full((n,), -1, ops.int64),
+    )
+
+
+def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
+    """Start a new episode in the towns where `which` [N] is True; others are untouched."""
+    ops, xp, n = p.ops, p.ops.xp, s.cell.shape[0]
+    episode = s.episode + ops.cast(which, ops.int64)
+    spawn = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
+    if p.pack.random_start_hour and p.temporal:
+        hour = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.HOUR, 1)[:, 0] * 24, ops.int64)
+    else:
+        hour = ops.zeros((n,), ops.int64)
+    grid = s.grid
+    if p.pack.layout_mode == "per_episode":
+        grid = xp.where(which[:, None], place_affordances(p, s.town_seed, episode), s.grid)
+    w = which
+    return WorldState(
+        cell=xp.where(w, spawn, s.cell),
+        meters=xp.where(w[:, None], p.initial[None, :], s.meters),
+        hour=xp.where(w, hour, s.hour),
+        progress=xp.where(w, 0, s.progress),
+        current=xp.where(w, EMPTY, s.current),
+        steps=xp.where(w, 0, s.steps),
+        grid=grid,
+        multiplier=s.multiplier,
+        town_seed=s.town_seed,
+        episode=episode,
+    )

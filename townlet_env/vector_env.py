@@ -1,0 +1,175 @@
+"""TownletVectorEnv: N independent towns stepped as one batch (the native vector env).
+
+Autoreset (see docs/environment.md):
+  NEXT_STEP (default) -- the step after an episode ended resets that town: its action is
+      ignored, reward 0, terminated/truncated False, the observation is the new episode's.
+  SAME_STEP -- a town whose episode ends is reset within the same step: the returned
+      observation is the new episode's; the last one is in info["final_obs"] ([N, D],
+      rows valid where info["_final_obs"]) and info["final_info"].
+Torch mode (`torch_output=True`) returns tensors on the env's device and takes tensor
+actions there, with no host copies; numpy is the default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from . import dynamics, observation, towns
+from .backend import TorchOps
+from .pack import configure_pack
+from .params import WorldParams
+from .spaces import action_space, observation_space
+from .validation import check_actions, check_multipliers
+
+_MODES = {m.value: m for m in AutoresetMode}
+
+
+class TownletVectorEnv(VectorEnv):
+    metadata = {"render_modes": ["ansi", "rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        level: str = "L3_temporal_mechanics",
+        *,
+        device: str | torch.device = "cpu",
+        torch_output: bool = False,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        reward_mode: str | None = None,
+        layout_mode: str | None = None,
+        layout_seed: int | None = None,
+        one_hot: bool = False,
+        render_mode: str | None = None,
+    ):
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        mode = _MODES.get(autoreset_mode, autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed)
+        self.ops = TorchOps(device)
+        self.device = self.ops.device
+        self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot)
+        self.num_envs = num_envs
+        self.torch_output = torch_output
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "autoreset_mode": mode}
+        self.single_observation_space = observation_space(self.params.layout)
+        self.single_action_space = action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.state = None
+        self._mask = None
+        self._here = None
+        self._prev_done = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+
+    # --- public helpers ------------------------------------------------------------------
+
+    @property
+    def obs_layout(self):
+        """Which slice of the observation is which part (townlet_env.layout.ObsLayout)."""
+        return self.params.layout
+
+    def set_difficulty(self, multipliers) -> None:
+        """Per-town depletion multipliers, shape [num_envs], each >= 0 (the curriculum's)."""
+        m = check_multipliers(multipliers, self.num_envs, self.device)
+        if self.state is None:
+            self._pending_multiplier = m
+        else:
+            self.state.multiplier = m
+
+    def action_masks(self):
+        """[num_envs, 6] bool mask of allowed actions (sb3-contrib MaskablePPO convention)."""
+        self._require_reset()
+        return self._out(self._mask.clone())
+
+    # --- gymnasium API -------------------------------------------------------------------
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Reset every town. Town i uses seed `seed + i` (or `seed[i]` from a list)."""
+        super().reset(seed=seed)
+        seeds = _town_seeds(seed, self.num_envs, self.np_random)
+        p = self.params
+        multiplier = getattr(self, "_pending_multiplier", None)
+        if self.state is not None:
+            multiplier = self.state.multiplier
+        self.state = towns.new_state(p, torch.as_tensor(seeds, device=self.device), self.pack.layout_seed)
+        if multiplier is not None:
+            self.state.multiplier = multiplier
+        self.state = towns.reset_towns(p, self.state, torch.ones_like(self._prev_done))
+        self._prev_done = torch.zeros_like(self._prev_done)
+        obs, info = self._observe()
+        return obs, info
+
+    def step(self, actions):
+        self._require_reset()
+        action = check_actions(actions, self.num_envs, self.device)
+        p, before = self.params, self.state
+        after, out = dynamics.step(p, before, action, self._mask, self._here)
+        if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+            # Towns whose episode ended last step start a new one instead of stepping.
+            resetting = self._prev_done
+            self.state = towns.reset_towns(p, after, resetting)
+            keep = ~resetting
+            reward = out.reward * keep
+            terminated, truncated = out.terminated & keep, out.truncated & keep
+            self._prev_done = terminated | truncated
+            obs, info = self._observe()
+            info["action_masked"] = self._out(out.masked & keep)
+        else:
+            done = out.terminated | out.truncated
+            self.state = after
+            final_obs, final_info = self._observe()
+            self.state = towns.reset_towns(p, after, done)
+            reward, terminated, truncated = out.reward, out.terminated, out.truncated
+            obs, info = self._observe()
+            info["action_masked"] = self._out(out.masked)
+            info["final_obs"] = final_obs
+            info["_final_obs"] = self._out(done)
+            info["final_info"] = final_info
+            info["_final_info"] = self._out(done)
+        return obs, self._out(reward), self._out(terminated), self._out(truncated), info
+
+    def render(self):
+        from .render import render_ansi, render_rgb
+
+        self._require_reset()
+        if self.render_mode == "ansi":
+            return render_ansi(self.params, self.state, 0)
+        if self.render_mode == "rgb_array":
+            return render_rgb(self.params, self.state, 0)
+        return None
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _require_reset(self):
+        if self.state is None:
+            raise RuntimeError("call reset() before step(), action_masks() or render()")
+
+    def _observe(self) -> tuple[Any, dict]:
+        self._here = here = observation.code_here(self.params, self.state)
+        self._mask = observation.action_mask(self.params, self.state, here)
+        obs = observation.observe(self.params, self.state, here)
+        info = {"action_mask": self._out(self._mask.clone()), "episode_step": self._out(self.state.steps.clone())}
+        return self._out(obs), info
+
+    def _out(self, x: torch.Tensor):
+        return x if self.torch_output else x.cpu().numpy()
+
+
+def _town_seeds(seed, n: int, np_random: np.random.Generator) -> np.ndarray:
+    if seed is None:
+        base = int(np_random.integers(0, 2**31 - 1))
+        return np.arange(base, base + n, dtype=np.int64)
+    if isinstance(seed, (list, tuple, np.ndarray)):
+        if len(seed) != n:
+            raise ValueError(f"got {len(seed)} seeds for {n} towns")
+        return np.asarray(seed, dtype=np.int64)
+    return np.arange(seed, seed + n, dtype=np.int64)
