@@ -1,0 +1,358 @@
+"""Learner: hand-computed n-step targets, masked loss, burn-in, state carrying, targets."""
+
+import io
+
+import pytest
+import torch
+
+from townlet_agents.learner import (
+    Learner,
+    LearnerConfig,
+    SequenceTD,
+    n_step_targets,
+    sequence_loss,
+    sequence_priority,
+    sequence_td,
+)
+from townlet_agents.network import FeedForwardQNetwork, RecurrentQNetwork
+from townlet_agents.replay import SequenceReplay
+from townlet_env.layout import ObsLayout
+
+LAYOUT = ObsLayout.build(cells=25)
+T, F = True, False
+
+
+# ---------------------------------------------------------------------- n-step targets
+
+
+def q_for_values(values):
+    """Q arrays [B, L+1, 2] where the online argmax is action 0 and Q_target(o_j, 0) = value_j."""
+    v = torch.tensor(values, dtype=torch.float32)
+    q_online = torch.stack([torch.ones_like(v), torch.zeros_like(v)], -1)
+    q_target = torch.stack([v, torch.full_like(v, -999.0)], -1)
+    return q_online, q_target
+
+
+def test_n_step_targets_hand_computed():
+    """gamma = 0.5, n = 2, rewards 1..4, Q_target(o_j) = 10, 20, 30, 40, 50 (j = 0..4).
+
+    full, no terminal:   t0: 1 + .5*2 + .25*30 = 9.5   t1: 2 + 1.5 + .25*40 = 13.5
+                         t2: 3 + 2 + .25*50 = 17.5      t3 (m=1): 4 + .5*50 = 29
+    terminal at step 3:  t2: 3 + 2 = 5, t3: 4 (no bootstrap); t0, t1 unchanged
+    truncated at step 3: exactly the no-terminal case (truncation is not termination)
+    padded, len 2:       t0: 1 + 1 + .25*30 = 9.5, t1 (m=1): 2 + .5*30 = 17; garbage ignored
+    padded, terminal 1:  t0: 1 + 1 = 2, t1: 2
+    """
+    values = [[10, 20, 30, 40, 50]] * 5
+    q_online, q_target = q_for_values(values)
+    mask = torch.ones(5, 5, 2, dtype=torch.bool)
+    rewards = torch.tensor([[1, 2, 3, 4]] * 3 + [[1, 2, 1e6, 1e6]] * 2)
+    valid = torch.tensor([[T, T, T, T]] * 3 + [[T, T, F, F]] * 2)
+    terminated = torch.tensor(
+        [[F, F, F, F], [F, F, F, T], [F, F, F, F], [F, F, T, T], [F, T, T, F]]
+    )  # garbage terminal flags on invalid steps (rows 3, 4) must be ignored
+    targets = n_step_targets(q_online, q_target, mask, rewards, valid, terminated, gamma=0.5, n=2)
+    expected = torch.tensor(
+        [
+            [9.5, 13.5, 17.5, 29.0],
+            [9.5, 13.5, 5.0, 4.0],
+            [9.5, 13.5, 17.5, 29.0],
+            [9.5, 17.0, 0.0, 0.0],
+            [2.0, 2.0, 0.0, 0.0],
+        ]
+    )
+    torch.testing.assert_close(targets, expected)
+
+
+def test_n_step_one_is_td0():
+    q_online, q_target = q_for_values([[10, 20, 30]])
+    targets = n_step_targets(
+        q_online, q_target, torch.ones(1, 3, 2, dtype=torch.bool),
+        torch.tensor([[1.0, 2.0]]), torch.tensor([[T, T]]), torch.tensor([[F, T]]), gamma=0.5, n=1,
+    )
+    torch.testing.assert_close(targets, torch.tensor([[1 + 0.5 * 20, 2.0]]))
+
+
+def test_double_dqn_argmax_is_restricted_to_allowed_actions():
+    # Bootstrap observation j = 1: online Q = [5, 1, 9]; action 2 is masked, so a* = 0.
+    q_online = torch.tensor([[[0.0, 0, 0], [5, 1, 9]], [[0, 0, 0], [5, 1, 9]]])
+    q_target = torch.tensor([[[0.0, 0, 0], [10, 20, 30]], [[0, 0, 0], [10, 20, 30]]])
+    mask = torch.tensor([[[T, T, T], [T, T, F]], [[T, T, T], [F, T, F]]])
+    targets = n_step_targets(
+        q_online, q_target, mask, torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool),
+        torch.zeros(2, 1, dtype=torch.bool), gamma=0.5, n=1,
+    )
+    # Row 0: a* = 0 -> 0.5 * 10 (unmasked would give 0.5 * 30). Row 1: only action 1 allowed.
+    torch.testing.assert_close(targets, torch.tensor([[5.0], [10.0]]))
+
+
+# ---------------------------------------------------------------------- loss and priority
+
+
+def test_sequence_loss_is_a_masked_mean():
+    td = SequenceTD(
+        q_taken=torch.tensor([[0.0, 0.0, 1e6], [0.0, 5.0, 5.0]]),
+        targets=torch.tensor([[0.5, 2.0, -1e6], [0.0, 0.0, 0.0]]),
+        valid=torch.tensor([[T, T, F], [F, F, F]]),
+    )
+    # Huber(delta 1): 0.5 * 0.5^2 = 0.125 and 2 - 0.5 = 1.5 over 2 valid steps.
+    torch.testing.assert_close(sequence_loss(td, "huber"), torch.tensor(0.8125))
+    torch.testing.assert_close(sequence_loss(td, "mse"), torch.tensor((0.25 + 4.0) / 2))
+    weights = torch.tensor([2.0, 7.0])
+    torch.testing.assert_close(sequence_loss(td, "huber", weights=weights), torch.tensor(1.625))
+    empty = SequenceTD(td.q_taken, td.targets, torch.zeros(2, 3, dtype=torch.bool))
+    assert sequence_loss(empty).item() == 0.0
+    with pytest.raises(ValueError, match="loss"):
+        sequence_loss(td, "l1")
+
+
+def test_priority_mixes_max_and_mean_abs_td_over_valid_steps():
+    td = SequenceTD(
+        q_taken=torch.zeros(2, 3),
+        targets=torch.tensor([[1.0, -3.0, 100.0], [4.0, 4.0, 4.0]]),
+        valid=torch.tensor([[T, T, F], [F, F, F]]),
+    )
+    # |TD| = 1, 3: 0.9 * 3 + 0.1 * 2 = 2.9; no valid step -> 0.
+    torch.testing.assert_close(sequence_priority(td, 0.9), torch.tensor([2.9, 0.0]))
+
+
+# ---------------------------------------------------------------------- sequences through networks
+
+
+def make_nets(num_actions=6, recurrent=True, seed=0):
+    torch.manual_seed(seed)
+    cls = RecurrentQNetwork if recurrent else FeedForwardQNetwork
+    kw = dict(encoder_size=16) if recurrent else {}
+    online = cls(LAYOUT, num_actions=num_actions, hidden_size=16, **kw)
+    target = cls(LAYOUT, num_actions=num_actions, hidden_size=16, **kw)
+    return online, target
+
+
+def make_batch(lengths=(6, 3, 5), L=6, num_actions=6, terminal=(F, T, F), seed=1):
+    """Sequences like the replay's: `lengths[b]` valid steps, obs index len = next obs."""
+    g = torch.Generator().manual_seed(seed)
+    B = len(lengths)
+    length = torch.tensor(lengths).unsqueeze(1)
+    valid = torch.arange(L).unsqueeze(0) < length
+    terminated = (torch.arange(L).unsqueeze(0) == length - 1) & torch.tensor(terminal).unsqueeze(1)
+    mask = torch.rand(B, L + 1, num_actions, generator=g) < 0.7
+    mask[..., 0] = True
+    return {
+        "obs": torch.rand(B, L + 1, LAYOUT.size, generator=g),
+        "action_mask": mask,
+        "action": torch.randint(num_actions, (B, L), generator=g),
+        "reward_ext": torch.rand(B, L, generator=g),
+        "reward_int": torch.zeros(B, L),
+        "terminated": terminated,
+        "truncated": torch.zeros(B, L, dtype=torch.bool),
+        "valid": valid,
+        "h0": 0.1 * torch.randn(B, 16, generator=g),
+        "c0": 0.1 * torch.randn(B, 16, generator=g),
+        "weights": torch.ones(B),
+    }
+
+
+def loss_and_grads(online, target, batch, burn_in=0, gamma=0.9, n_step=3, w=0.0):
+    td = sequence_td(online, target, batch, gamma, n_step, burn_in, w)
+    loss = sequence_loss(td, "huber")
+    grads = torch.autograd.grad(loss, list(online.parameters()))
+    return loss.detach(), grads, td
+
+
+def test_garbage_in_invalid_steps_changes_neither_loss_nor_gradients():
+    """TRAPS 4: post-terminal / padding content is invisible to the loss."""
+    online, target = make_nets()
+    batch = make_batch()
+    garbage = {k: v.clone() for k, v in batch.items()}
+    invalid = ~batch["valid"]
+    for key in ("reward_ext", "reward_int"):
+        garbage[key][invalid] = 1e6
+    garbage["terminated"][invalid] = True
+    garbage["action"][invalid] = 5
+    # Observation indices past len (len itself is the bootstrap observation).
+    length = batch["valid"].sum(1, keepdim=True)
+    past_len = torch.arange(7).unsqueeze(0) > length
+    garbage["obs"][past_len] = 1e6
+    garbage["action_mask"][past_len] = False
+    loss, grads, _ = loss_and_grads(online, target, batch)
+    loss_g, grads_g, _ = loss_and_grads(online, target, garbage)
+    assert torch.equal(loss, loss_g)
+    for g, g_g in zip(grads, grads_g):
+        assert torch.equal(g, g_g)
+    assert loss > 0
+
+
+def test_burn_in_steps_get_no_loss_but_shape_the_state():
+    online, target = make_nets()
+    batch = make_batch()
+    loss, _, td = loss_and_grads(online, target, batch, burn_in=2)
+    assert td.q_taken.shape == (3, 4)
+
+    rewards_changed = {**batch, "reward_ext": batch["reward_ext"].clone()}
+    rewards_changed["reward_ext"][:, :2] += 100.0
+    assert torch.equal(loss_and_grads(online, target, rewards_changed, burn_in=2)[0], loss)
+
+    obs_changed = {**batch, "obs": batch["obs"].clone()}
+    obs_changed["obs"][:, 0] = torch.rand_like(obs_changed["obs"][:, 0])
+    assert not torch.allclose(loss_and_grads(online, target, obs_changed, burn_in=2)[0], loss)
+
+    state_changed = {**batch, "h0": batch["h0"] + 1.0}
+    assert not torch.allclose(loss_and_grads(online, target, state_changed, burn_in=2)[0], loss)
+
+
+def test_state_is_carried_through_the_sequence_in_both_passes():
+    """TRAPS 1: the first observation reaches the last step's Q (online) and target."""
+    batch = make_batch(lengths=(6, 6, 6), num_actions=1, terminal=(F, F, F))
+    batch["action"].zero_()
+    online, target = make_nets(num_actions=1)
+    changed = {**batch, "obs": batch["obs"].clone()}
+    changed["obs"][:, 0] = torch.rand_like(changed["obs"][:, 0])
+    _, _, td = loss_and_grads(online, target, batch, burn_in=0)
+    _, _, td_changed = loss_and_grads(online, target, changed, burn_in=0)
+    assert not torch.allclose(td.q_taken[:, -1], td_changed.q_taken[:, -1])
+    # With one action the online argmax is fixed, so the targets move only through the
+    # target network's carried state.
+    assert not torch.allclose(td.targets[:, -1], td_changed.targets[:, -1])
+
+
+def test_intrinsic_weight_is_applied_exactly_once():
+    online, target = make_nets()
+    batch = make_batch()
+    batch["reward_int"][0, 3] = 1.0
+    base = sequence_td(online, target, batch, 0.5, 1, 0, 0.0).targets
+    shifted = sequence_td(online, target, batch, 0.5, 1, 0, 0.5).targets
+    expected = torch.zeros_like(base)
+    expected[0, 3] = 0.5
+    torch.testing.assert_close(shifted - base, expected)
+    # n = 2: the earlier step sees it discounted once.
+    with_int = sequence_td(online, target, batch, 0.5, 2, 0, 0.5).targets
+    diff2 = with_int - sequence_td(online, target, batch, 0.5, 2, 0, 0.0).targets
+    expected[0, 2] = 0.25
+    torch.testing.assert_close(diff2, expected)
+
+
+# ---------------------------------------------------------------------- Learner
+
+
+def test_learner_update_uses_its_settings_and_returns_tensors():
+    online, target = make_nets()
+    cfg = LearnerConfig(lr=1e-3, gamma=0.9, n_step=3, burn_in=2, intrinsic_weight=0.5)
+    learner = Learner(online, target, cfg)
+    batch = make_batch()
+    batch["reward_int"][:, 3] = 1.0
+    with torch.no_grad():
+        td = sequence_td(learner.online, learner.target, batch, 0.9, 3, 2, 0.5)
+        expected_loss = sequence_loss(td)
+    out = learner.update(batch)
+    torch.testing.assert_close(out["td_loss"], expected_loss)
+    torch.testing.assert_close(out["priority"], sequence_priority(td, 0.9))
+    for key in ("td_loss", "q_values", "abs_td", "grad_norm"):
+        assert isinstance(out[key], torch.Tensor) and out[key].dim() == 0 and not out[key].requires_grad
+    assert out["priority"].shape == (3,)
+    assert learner.updates == 1
+
+
+def test_learner_starts_with_target_equal_to_online():
+    online, target = make_nets()
+    learner = Learner(online, target)
+    for p, q in zip(learner.online.parameters(), learner.target.parameters()):
+        assert torch.equal(p, q) and not q.requires_grad
+
+
+def test_hard_target_update_every_k_updates():
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_update_period=3))
+    initial = [p.clone() for p in learner.online.parameters()]
+    batch = make_batch()
+    for k in (1, 2):
+        learner.update(batch)
+        for p_t, p0 in zip(learner.target.parameters(), initial):
+            assert torch.equal(p_t, p0), f"target changed after update {k}"
+    assert not all(torch.equal(p, p0) for p, p0 in zip(learner.online.parameters(), initial))
+    learner.update(batch)
+    for p_t, p in zip(learner.target.parameters(), learner.online.parameters()):
+        assert torch.equal(p_t, p)
+
+
+def test_polyak_target_update():
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_tau=0.25))
+    batch = make_batch()
+    learner.update(batch)
+    before = [p.clone() for p in learner.target.parameters()]
+    learner.update(batch)
+    for p_t, p_before, p_online in zip(learner.target.parameters(), before, learner.online.parameters()):
+        torch.testing.assert_close(p_t, 0.75 * p_before + 0.25 * p_online)
+
+
+def test_gradient_clipping():
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(max_grad_norm=1e-3))
+    batch = make_batch()
+    batch["reward_ext"] *= 1000
+    out = learner.update(batch)
+    assert out["grad_norm"] > 1e-3  # the norm before clipping is reported
+    total = torch.sqrt(sum(p.grad.pow(2).sum() for p in learner.online.parameters()))
+    assert total <= 1e-3 * 1.001
+
+
+def test_feedforward_learner_ignores_missing_state():
+    online, target = make_nets(recurrent=False)
+    learner = Learner(online, target)
+    batch = make_batch()
+    del batch["h0"], batch["c0"]
+    out = learner.update(batch)
+    assert torch.isfinite(out["td_loss"])
+
+
+def test_learner_state_dict_round_trip():
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_update_period=2))
+    batch = make_batch()
+    learner.update(batch)
+    buf = io.BytesIO()
+    torch.save(learner.state_dict(), buf)
+    buf.seek(0)
+    online2, target2 = make_nets(seed=5)
+    restored = Learner(online2, target2, LearnerConfig(lr=1e-2, target_update_period=2))
+    restored.load_state_dict(torch.load(buf, weights_only=True))
+    assert restored.updates == 1
+    a, b = learner.update(batch), restored.update(batch)
+    torch.testing.assert_close(a["td_loss"], b["td_loss"])
+    for p, q in zip(learner.target.parameters(), restored.target.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="loss"):
+        LearnerConfig(loss="l1")
+    with pytest.raises(ValueError, match="gamma"):
+        LearnerConfig(gamma=1.5)
+    online, target = make_nets()
+    with pytest.raises(ValueError, match="burn_in"):
+        sequence_td(online, target, make_batch(), 0.9, 1, 6, 0.0)
+
+
+def test_learning_from_replay_reduces_the_loss():
+    """Replay and learner fit together: sample, update, feed priorities back."""
+    torch.manual_seed(0)
+    replay = SequenceReplay(16, 4, 6, LAYOUT.size, 6, 16, "cpu")
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(lr=3e-3, burn_in=2, n_step=2, gamma=0.5))
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    replay.begin(torch.rand(4, LAYOUT.size), mask, None)
+    for step in range(12):
+        ended = torch.tensor([step % 5 == 4, False, step == 8, False])
+        replay.add(
+            torch.randint(6, (4,)), torch.ones(4), torch.zeros(4), ended, torch.zeros(4, dtype=torch.bool),
+            torch.rand(4, LAYOUT.size), mask, learner.online.initial_state(4),
+            torch.rand(4, LAYOUT.size), mask,
+        )
+    replay.flush(None)
+    gen = torch.Generator().manual_seed(0)
+    batch = replay.sample(8, generator=gen, prioritized=True)
+    first = learner.update(batch)
+    replay.update_priorities(batch["indices"], first["priority"])
+    for _ in range(30):
+        last = learner.update(batch)
+    assert last["td_loss"] < 0.5 * first["td_loss"]

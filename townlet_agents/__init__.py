@@ -1,0 +1,1 @@
+"""Townlet trainer: a recurrent, masked, value-based learner for the Townlet environment."""

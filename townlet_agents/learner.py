@@ -1,0 +1,284 @@
+"""Learner: where the TD target is built and the Q-network is trained on replayed sequences.
+
+R2D2-style, on the sequences stored by `SequenceReplay` (batch-first, L steps,
+observation indices 0..L):
+
+1. Burn-in: both networks consume observations 0..B-1 from the stored `(h0, c0)` without
+   gradient; then both unroll through observations B..L carrying their state step to step
+   (TRAPS 1).
+2. n-step double-DQN target per step t >= B, argmax restricted to the actions allowed in
+   the bootstrap state; bootstrap at truncation and at the end of unfinished windows, not
+   at termination (TRAPS 3).
+3. Huber (or MSE) loss, a masked mean over valid steps only; every logged metric is a
+   masked mean too (TRAPS 4). Metrics are returned as detached tensors, never `.item()`.
+4. Adam, gradient clipping, target update (hard every K updates, or Polyak).
+
+The reward is `reward_ext + intrinsic_weight * reward_int`, formed in `sequence_td` and
+nowhere else (TRAPS 15).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class LearnerConfig:
+    """Hyperparameters of the learning step."""
+
+    lr: float = 1e-4
+    """Adam learning rate."""
+    adam_eps: float = 1e-3
+    """Adam epsilon (R2D2 uses 1e-3)."""
+    gamma: float = 0.99
+    """Discount factor per step."""
+    n_step: int = 5
+    """Number of rewards summed before bootstrapping."""
+    burn_in: int = 0
+    """Leading steps of each sequence used only to warm up the recurrent state (no loss)."""
+    loss: str = "huber"
+    """'huber' (smooth L1) or 'mse'."""
+    huber_delta: float = 1.0
+    """Where the Huber loss turns from quadratic to linear."""
+    max_grad_norm: float = 10.0
+    """Gradient clipping threshold on the global L2 norm."""
+    target_update_period: int = 2500
+    """Hard target update every this many updates (used when target_tau is 0)."""
+    target_tau: float = 0.0
+    """Polyak factor: target <- (1 - tau) target + tau online after every update; 0 = hard."""
+    intrinsic_weight: float = 0.0
+    """Initial weight of the intrinsic reward (the trainer may anneal `Learner.intrinsic_weight`)."""
+    priority_eta: float = 0.9
+    """Sequence priority = eta * max |TD| + (1 - eta) * mean |TD| over valid steps (R2D2)."""
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0,
+            "adam_eps": self.adam_eps > 0,
+            "gamma": 0 < self.gamma <= 1,
+            "n_step": self.n_step >= 1,
+            "burn_in": self.burn_in >= 0,
+            "loss": self.loss in ("huber", "mse"),
+            "huber_delta": self.huber_delta > 0,
+            "max_grad_norm": self.max_grad_norm > 0,
+            "target_update_period": self.target_update_period >= 1,
+            "target_tau": 0 <= self.target_tau <= 1,
+            "priority_eta": 0 <= self.priority_eta <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"invalid learner setting {name}={getattr(self, name)!r}")
+
+
+# ---------------------------------------------------------------------- targets
+
+
+def n_step_targets(
+    q_online: Tensor,
+    q_target: Tensor,
+    action_mask: Tensor,
+    rewards: Tensor,
+    valid: Tensor,
+    terminated: Tensor,
+    gamma: float,
+    n: int,
+) -> Tensor:
+    """n-step double-DQN targets `[B, L]` for every step of a batch of sequences.
+
+    Inputs: `q_online`, `q_target` `[B, L+1, A]` and `action_mask` `[B, L+1, A]` over
+    observation indices 0..L; `rewards`, `valid`, `terminated` `[B, L]` over steps.
+    `valid` is a prefix mask; `len` = its count. For step t < len, with m = min(n, len - t):
+
+        G_t = sum_{k<m} gamma^k r_{t+k} + gamma^m * Q_target(o_{t+m}, a*) * bootstrap
+        a*  = argmax over actions allowed at t+m of Q_online(o_{t+m})
+
+    bootstrap is 0 exactly when t + m == len and step len-1 terminated. Truncated or
+    unfinished sequences bootstrap from observation index len. Invalid steps get 0.
+    """
+    B, L = rewards.shape
+    length = valid.sum(1, keepdim=True)  # [B, 1]
+    t = torch.arange(L, device=rewards.device).unsqueeze(0)  # [1, L]
+    m = (length - t).clamp(min=1, max=n)  # [B, L]; only meaningful where valid
+
+    # Discounted reward sum: masked rewards are zero past len, so "k < m" needs no mask.
+    r = F.pad(torch.where(valid, rewards, 0.0), (0, n))
+    returns = torch.zeros_like(rewards)
+    for k in range(n):
+        returns = returns + gamma**k * r[:, k : k + L]
+
+    # Double DQN: online argmax among allowed actions, evaluated by the target network.
+    best = q_online.masked_fill(~action_mask, float("-inf")).argmax(-1, keepdim=True)
+    value = q_target.gather(-1, best).squeeze(-1)  # [B, L+1]
+    bootstrap_index = t + m
+    boot = value.gather(1, bootstrap_index)
+    ends_terminal = terminated.gather(1, (length - 1).clamp(min=0))  # [B, 1]
+    bootstrap = ~((bootstrap_index == length) & ends_terminal)
+
+    discount = gamma ** m.to(rewards.dtype)
+    targets = returns + torch.where(bootstrap, discount * boot, 0.0)
+    return torch.where(valid, targets, 0.0)
+
+
+# ---------------------------------------------------------------------- sequence TD
+
+
+def unroll(net: nn.Module, obs: Tensor, state, burn_in: int) -> Tensor:
+    """Q-values `[B, L+1-burn_in, A]` for observations burn_in..L of batch-first `obs`.
+
+    The first `burn_in` observations only advance the state (no gradient).
+    """
+    obs = obs.transpose(0, 1)  # time-first for the network
+    if burn_in > 0:
+        with torch.no_grad():
+            _, state = net(obs[:burn_in], state)
+    q, _ = net(obs[burn_in:], state)
+    return q.transpose(0, 1)
+
+
+class SequenceTD(NamedTuple):
+    """Per-step quantities of the loss, over steps burn_in..L-1: each `[B, L - burn_in]`."""
+
+    q_taken: Tensor
+    targets: Tensor
+    valid: Tensor
+
+
+def sequence_td(
+    online: nn.Module,
+    target: nn.Module,
+    batch: dict[str, Tensor],
+    gamma: float,
+    n_step: int,
+    burn_in: int,
+    intrinsic_weight: float | Tensor,
+) -> SequenceTD:
+    """Unroll both networks over a replay batch and build Q(s_t, a_t) and its target."""
+    L = batch["action"].shape[1]
+    if burn_in >= L:
+        raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence length ({L})")
+    reward = batch["reward_ext"] + intrinsic_weight * batch["reward_int"]  # the only place
+    state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
+
+    q_online = unroll(online, batch["obs"], state, burn_in)
+    with torch.no_grad():
+        q_target = unroll(target, batch["obs"], state, burn_in)
+
+    b = burn_in
+    valid = batch["valid"][:, b:]
+    targets = n_step_targets(
+        q_online.detach(),
+        q_target,
+        batch["action_mask"][:, b:],
+        reward[:, b:],
+        valid,
+        batch["terminated"][:, b:],
+        gamma,
+        n_step,
+    )
+    q_taken = q_online[:, :-1].gather(-1, batch["action"][:, b:].unsqueeze(-1)).squeeze(-1)
+    return SequenceTD(q_taken, targets, valid)
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `x` over entries where `mask` is True (0 when there are none)."""
+    return torch.where(mask, x, 0.0).sum() / mask.sum().clamp(min=1)
+
+
+def sequence_loss(
+    td: SequenceTD, kind: str = "huber", huber_delta: float = 1.0, weights: Tensor | None = None
+) -> Tensor:
+    """Huber or MSE TD loss, masked mean over valid steps; `weights [B]` scale sequences."""
+    q = torch.where(td.valid, td.q_taken, 0.0)
+    y = torch.where(td.valid, td.targets, 0.0)
+    if kind == "huber":
+        per_step = F.smooth_l1_loss(q, y, reduction="none", beta=huber_delta)
+    elif kind == "mse":
+        per_step = F.mse_loss(q, y, reduction="none")
+    else:
+        raise ValueError(f"unknown loss {kind!r}; expected 'huber' or 'mse'")
+    if weights is not None:
+        per_step = per_step * weights.unsqueeze(1)
+    return masked_mean(per_step, td.valid)
+
+
+def sequence_priority(td: SequenceTD, eta: float = 0.9) -> Tensor:
+    """R2D2 priority per sequence `[B]`: eta * max |TD| + (1 - eta) * mean |TD| over valid steps."""
+    abs_td = torch.where(td.valid, (td.targets - td.q_taken).detach().abs(), 0.0)
+    mean = abs_td.sum(1) / td.valid.sum(1).clamp(min=1)
+    return eta * abs_td.amax(1) + (1 - eta) * mean
+
+
+# ---------------------------------------------------------------------- learner
+
+
+class Learner:
+    """Owns the online and target networks and the optimiser; one `update` per batch."""
+
+    def __init__(
+        self, online: nn.Module, target: nn.Module | None = None, config: LearnerConfig | None = None
+    ):
+        self.config = config or LearnerConfig()
+        self.online = online
+        self.target = target if target is not None else copy.deepcopy(online)
+        self.target.load_state_dict(online.state_dict())  # start in sync
+        self.target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(online.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        self.intrinsic_weight: float | Tensor = self.config.intrinsic_weight
+        self.updates = 0
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One gradient step on a replay batch; returns detached metric tensors.
+
+        Keys: td_loss, q_values, abs_td, grad_norm (scalars) and priority `[B]` (for
+        `SequenceReplay.update_priorities(batch["indices"], ...)`).
+        """
+        cfg = self.config
+        td = sequence_td(
+            self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight
+        )
+        loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        self._update_target()
+
+        q = td.q_taken.detach()
+        return {
+            "td_loss": loss.detach(),
+            "q_values": masked_mean(q, td.valid),
+            "abs_td": masked_mean((td.targets - q).abs(), td.valid),
+            "grad_norm": grad_norm.detach(),
+            "priority": sequence_priority(td, cfg.priority_eta),
+        }
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        tau = self.config.target_tau
+        if tau > 0:
+            for p_target, p_online in zip(self.target.parameters(), self.online.parameters()):
+                p_target.lerp_(p_online, tau)
+        elif self.updates % self.config.target_update_period == 0:
+            self.target.load_state_dict(self.online.state_dict())
+
+    def state_dict(self) -> dict:
+        return {
+            "online": self.online.state_dict(),
+            "target": self.target.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.online.load_state_dict(state["online"])
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,201 @@
+"""Q-networks: per-part observation encoders, then an LSTM (POMDP) or an MLP (full obs).
+
+Every part of the observation layout has its own encoder, so no input can be silently
+ignored (the original recurrent net dropped the time-of-day inputs, TRAPS 6), and slice
+offsets come only from the `ObsLayout` (TRAPS 25).
+
+Shapes: observations are time-first, `[T, B, D]` for sequences and `[B, D]` for one acting
+step. The recurrent state is a pair `(h, c)`, each `[B, H]`; `None` means zeros.
+
+The feed-forward network uses the same interface with an empty state: it accepts any
+state (ignored) and always returns the empty tuple `()`, so `initial_state` is `()` too.
+Callers can therefore carry "the state" without knowing which network they hold.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from townlet_env.layout import ObsLayout
+
+State = tuple[Tensor, ...]
+"""`(h, c)` for the recurrent network, `()` for the feed-forward one."""
+
+
+class CategoricalEncoder(nn.Module):
+    """Encodes a part of integer category codes (stored as floats): a learned embedding
+    per code, flattened over the part's cells, then Linear+ReLU. Equivalent to a linear
+    layer over a one-hot encoding, without materialising the one-hot."""
+
+    def __init__(self, cells: int, categories: int, width: int, embedding_dim: int = 8):
+        super().__init__()
+        self.categories = categories
+        self.embedding = nn.Embedding(categories, embedding_dim)
+        self.linear = nn.Linear(cells * embedding_dim, width)
+        self.out_features = width
+
+    def forward(self, codes: Tensor) -> Tensor:
+        idx = codes.round().long().clamp_(0, self.categories - 1)
+        emb = self.embedding(idx)
+        return torch.relu(self.linear(emb.flatten(-2)))
+
+
+class ObservationEncoder(nn.Module):
+    """Encodes each observation part with its own encoder and concatenates the codes.
+
+    Real-valued parts get Linear+ReLU; categorical parts (cell codes) a CategoricalEncoder.
+    The grid (the largest part) gets `grid_size` units; the small parts (position, meters,
+    current affordance, time) get `part_size` units each.
+    """
+
+    def __init__(self, layout: ObsLayout, grid_size: int = 64, part_size: int = 16):
+        super().__init__()
+        self.layout = layout
+        self.encoders = nn.ModuleDict()
+        for part in layout.parts:
+            width = grid_size if part.name == "grid" else part_size
+            if part.categories:
+                self.encoders[part.name] = CategoricalEncoder(part.size, part.categories, width)
+            else:
+                self.encoders[part.name] = nn.Sequential(nn.Linear(part.size, width), nn.ReLU())
+        self.out_size = sum(_width(enc) for enc in self.encoders.values())
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """`[..., D]` flat observations -> `[..., out_size]` codes."""
+        if obs.shape[-1] != self.layout.size:
+            raise ValueError(
+                f"observation has {obs.shape[-1]} features but the layout has {self.layout.size}"
+            )
+        codes = [self.encoders[part.name](obs[..., part.slice]) for part in self.layout.parts]
+        return torch.cat(codes, dim=-1)
+
+
+def _width(encoder: nn.Module) -> int:
+    return encoder.out_features if isinstance(encoder, CategoricalEncoder) else encoder[0].out_features
+
+
+def _zero_where(state: State, reset: Tensor | None) -> State:
+    """Zero the state rows of agents whose `reset` flag is set (sync-free multiplication)."""
+    if reset is None:
+        return state
+    keep = (~reset).unsqueeze(-1).to(state[0].dtype)
+    return tuple(s * keep for s in state)
+
+
+class RecurrentQNetwork(nn.Module):
+    """Encoders -> Linear+ReLU -> LSTM -> Q head over `num_actions`."""
+
+    is_recurrent = True
+
+    def __init__(
+        self,
+        layout: ObsLayout,
+        num_actions: int = 6,
+        hidden_size: int = 128,
+        encoder_size: int = 64,
+    ):
+        super().__init__()
+        self.layout = layout
+        self.num_actions = num_actions
+        self.hidden_size = hidden_size
+        self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
+        self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
+        self.lstm = nn.LSTM(hidden_size, hidden_size, batch_first=False)
+        self.q_head = nn.Linear(hidden_size, num_actions)
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        zeros = torch.zeros(batch, self.hidden_size, device=device)
+        return (zeros, zeros.clone())
+
+    def _state_or_zeros(self, state: State | None, batch: int, like: Tensor) -> State:
+        if state is None:
+            return self.initial_state(batch, like.device)
+        return state
+
+    def forward(self, obs: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Unroll through `obs [T, B, D]` carrying `state`; returns `(q [T, B, A], (h, c))`."""
+        T, B, _ = obs.shape
+        h, c = self._state_or_zeros(state, B, obs)
+        x = self.torso(self.encoder(obs))
+        out, (h_n, c_n) = self.lstm(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        return self.q_head(out), (h_n.squeeze(0), c_n.squeeze(0))
+
+    def step(
+        self, obs: Tensor, state: State | None = None, reset: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """One acting step for all agents: `obs [B, D]` -> `(q [B, A], new_state)`.
+
+        Agents with `reset[b]` True start from a zero state before consuming `obs[b]`
+        (their previous episode ended); every other agent carries its state.
+        """
+        state = _zero_where(self._state_or_zeros(state, obs.shape[0], obs), reset)
+        q, new_state = self.forward(obs.unsqueeze(0), state)
+        return q.squeeze(0), new_state
+
+    def forward_sequence(
+        self, obs: Tensor, state: State | None, starts: Tensor
+    ) -> tuple[Tensor, State]:
+        """Unroll `obs [T, B, D]`, zeroing element b's state before step t where `starts[t, b]`.
+
+        For streams that cross episode boundaries; stored replay sequences never do, so the
+        learner uses the faster `forward`.
+        """
+        T, B, _ = obs.shape
+        state = self._state_or_zeros(state, B, obs)
+        x = self.torso(self.encoder(obs))
+        outs = []
+        for t in range(T):
+            h, c = _zero_where(state, starts[t])
+            out, (h_n, c_n) = self.lstm(x[t : t + 1], (h.unsqueeze(0), c.unsqueeze(0)))
+            outs.append(out)
+            state = (h_n.squeeze(0), c_n.squeeze(0))
+        return self.q_head(torch.cat(outs, dim=0)), state
+
+
+class FeedForwardQNetwork(nn.Module):
+    """Encoders -> two Linear+ReLU -> Q head; stateless, for full observability.
+
+    State convention: every method accepts any state (ignored) and returns `()`.
+    """
+
+    is_recurrent = False
+
+    def __init__(
+        self,
+        layout: ObsLayout,
+        num_actions: int = 6,
+        hidden_size: int = 128,
+        encoder_size: int = 64,
+    ):
+        super().__init__()
+        self.layout = layout
+        self.num_actions = num_actions
+        self.hidden_size = hidden_size
+        self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
+        self.torso = nn.Sequential(
+            nn.Linear(self.encoder.out_size, hidden_size),
+            nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(),
+        )
+        self.q_head = nn.Linear(hidden_size, num_actions)
+
+    def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
+        return ()
+
+    def forward(self, obs: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """`obs [T, B, D]` -> `(q [T, B, A], ())`."""
+        return self.q_head(self.torso(self.encoder(obs))), ()
+
+    def step(
+        self, obs: Tensor, state: State | None = None, reset: Tensor | None = None
+    ) -> tuple[Tensor, State]:
+        """`obs [B, D]` -> `(q [B, A], ())`; `state` and `reset` are accepted and ignored."""
+        return self.q_head(self.torso(self.encoder(obs))), ()
+
+    def forward_sequence(
+        self, obs: Tensor, state: State | None, starts: Tensor
+    ) -> tuple[Tensor, State]:
+        """Same as `forward`: there is no state to reset."""
+        return self.forward(obs, state)
