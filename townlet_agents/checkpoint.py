@@ -46,7 +46,7 @@ CURRENT_VERSION = 2
 REQUIRED_KEYS = frozenset(
     {"version", "online", "target", "optimizer", "counters", "rng", "exploration", "curriculum", "layout", "config"}
 )
-OPTIONAL_KEYS = frozenset({"replay"})
+OPTIONAL_KEYS = frozenset({"replay", "world"})
 
 #: Version 1: no ``version`` key, online network under ``network``.
 V1_REQUIRED_KEYS = frozenset(REQUIRED_KEYS - {"version", "online"} | {"network"})

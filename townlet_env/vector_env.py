@@ -7,7 +7,9 @@ Autoreset (see docs/environment.md):
       observation is the new episode's; the last one is in info["final_obs"] ([N, D],
       rows valid where info["_final_obs"]) and info["final_info"].
 Torch mode (`torch_output=True`) returns tensors on the env's device and takes tensor
-actions there, with no host copies; numpy is the default.
+actions there, with no host copies; numpy is the default. `validate_inputs=False` skips
+the value checks on tensor actions and multipliers (they read values on the host); only
+for callers whose actions are valid by construction, such as the trainer.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TownletVectorEnv(VectorEnv):
         layout_seed: int | None = None,
         one_hot: bool = False,
         render_mode: str | None = None,
+        validate_inputs: bool = True,
     ):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -59,6 +62,7 @@ class TownletVectorEnv(VectorEnv):
         self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot)
         self.num_envs = num_envs
         self.torch_output = torch_output
+        self.validate_inputs = validate_inputs
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.single_observation_space = observation_space(self.params.layout)
@@ -79,7 +83,10 @@ class TownletVectorEnv(VectorEnv):
 
     def set_difficulty(self, multipliers) -> None:
         """Per-town depletion multipliers, shape [num_envs], each >= 0 (the curriculum's)."""
-        m = check_multipliers(multipliers, self.num_envs, self.device)
+        if not self.validate_inputs and torch.is_tensor(multipliers):
+            m = multipliers.to(self.device, torch.float32)  # trusted caller: no host sync
+        else:
+            m = check_multipliers(multipliers, self.num_envs, self.device)
         if self.state is None:
             self._pending_multiplier = m
         else:
@@ -89,6 +96,30 @@ class TownletVectorEnv(VectorEnv):
         """[num_envs, 6] bool mask of allowed actions (sb3-contrib MaskablePPO convention)."""
         self._require_reset()
         return self._out(self._mask.clone())
+
+    def state_dict(self) -> dict:
+        """The towns' full state as tensors (for checkpoints): resuming from it continues
+        every episode exactly where it was."""
+        self._require_reset()
+        from dataclasses import asdict
+
+        return {**{k: v.clone() for k, v in asdict(self.state).items()}, "prev_done": self._prev_done.clone()}
+
+    def load_state_dict(self, state: dict):
+        """Restore `state_dict()` output; returns the current (obs, info) like reset()."""
+        from dataclasses import fields
+
+        from .state import WorldState
+
+        names = [f.name for f in fields(WorldState)]
+        missing = [k for k in names + ["prev_done"] if k not in state]
+        if missing:
+            raise ValueError(f"env state is missing {missing}")
+        if tuple(state["cell"].shape) != (self.num_envs,):
+            raise ValueError(f"env state holds {tuple(state['cell'].shape)[0]} towns, this env has {self.num_envs}")
+        self.state = WorldState(**{k: state[k].to(self.device) for k in names})
+        self._prev_done = state["prev_done"].to(self.device)
+        return self._observe()
 
     # --- gymnasium API -------------------------------------------------------------------
 
@@ -110,7 +141,10 @@ class TownletVectorEnv(VectorEnv):
 
     def step(self, actions):
         self._require_reset()
-        action = check_actions(actions, self.num_envs, self.device)
+        if not self.validate_inputs and torch.is_tensor(actions):
+            action = actions  # trusted caller (the trainer): skip the value check's host sync
+        else:
+            action = check_actions(actions, self.num_envs, self.device)
         p, before = self.params, self.state
         after, out = dynamics.step(p, before, action, self._mask, self._here)
         if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:

@@ -1,0 +1,305 @@
+"""The trainer's configuration: dataclasses that are both the Hydra schema and the docs.
+
+Registered in Hydra's ConfigStore as the schema of conf/config.yaml, so a misspelt key or
+a wrong type fails at composition, naming the key. `check_config` then checks values
+(ranges, devices) before any training starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+class Level(str, Enum):
+    L0_minimal = "L0_minimal"
+    L0_5_dual_resource = "L0_5_dual_resource"
+    L1_full_observability = "L1_full_observability"
+    L2_partial_observability = "L2_partial_observability"
+    L3_temporal_mechanics = "L3_temporal_mechanics"
+
+
+class RewardMode(str, Enum):
+    survival = "survival"
+    baseline_relative = "baseline_relative"
+    interoception = "interoception"
+
+
+class LayoutMode(str, Enum):
+    shared = "shared"
+    per_town = "per_town"
+    per_episode = "per_episode"
+
+
+class NetworkKind(str, Enum):
+    recurrent = "recurrent"
+    feedforward = "feedforward"
+
+
+class LossKind(str, Enum):
+    huber = "huber"
+    mse = "mse"
+
+
+class WandbMode(str, Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class EnvConfig:
+    level: Level = Level.L2_partial_observability
+    """World pack (level) to train on."""
+    num_envs: int = 128
+    """Towns (agents) stepped together; one env step = num_envs agent-steps."""
+    reward_mode: Optional[RewardMode] = None
+    """Reward mode; null uses the level pack's default (survival)."""
+    layout_mode: Optional[LayoutMode] = None
+    """Layout mode; null uses the pack's (shared: one town layout for the whole run)."""
+    layout_seed: Optional[int] = None
+    """Seed of the shared layout; null uses the pack's."""
+
+
+@dataclass
+class AgentConfig:
+    network: NetworkKind = NetworkKind.recurrent
+    """recurrent (LSTM, for partial observability) or feedforward (full observability)."""
+    hidden_size: int = 128
+    """LSTM / hidden layer width."""
+    encoder_size: int = 64
+    """Width of each observation part's encoder output."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    adam_eps: float = 1e-4
+    """Adam epsilon."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    n_step: int = 3
+    """Steps of the n-step return."""
+    seq_len: int = 16
+    """Stored sequence length L (even); sequences overlap by L/2."""
+    burn_in: int = 4
+    """Steps at the start of each sampled sequence that only warm the LSTM state (no loss)."""
+    batch_size: int = 32
+    """Sequences per gradient update."""
+    replay_capacity: int = 8192
+    """Sequences kept in the replay ring buffer."""
+    replay_ratio: float = 0.5
+    """Sampled (sequence) steps per env step: updates happen every batch*seq_len/ratio env steps."""
+    learning_starts: int = 5000
+    """Env steps collected before the first update."""
+    target_update_every: int = 250
+    """Hard target-network copy every this many updates (when tau = 0)."""
+    tau: float = 0.0
+    """Polyak coefficient for a soft target update each update; 0 = hard updates."""
+    grad_clip: float = 10.0
+    """Max global gradient norm."""
+    loss: LossKind = LossKind.huber
+    """TD loss: huber or mse, averaged over valid steps only."""
+    prioritized: bool = False
+    """R2D2-style prioritised sequence sampling (0.9 max + 0.1 mean |TD|)."""
+    priority_alpha: float = 0.6
+    """Priority exponent when prioritized."""
+    epsilon_start: float = 1.0
+    """Initial exploration rate."""
+    epsilon_end: float = 0.05
+    """Final exploration rate."""
+    epsilon_decay_steps: int = 150_000
+    """Env steps of the linear epsilon decay."""
+    epsilon_ladder: bool = False
+    """Ape-X ladder: a different epsilon per agent around the schedule."""
+
+
+@dataclass
+class ExplorationConfig:
+    rnd: bool = False
+    """Add an RND intrinsic reward computed on the next observation."""
+    intrinsic_weight: float = 0.1
+    """Initial weight of the intrinsic reward (applied once, in the TD target)."""
+    rnd_lr: float = 1e-4
+    """RND predictor learning rate."""
+    anneal_window: int = 100
+    """Finished episodes considered by the intrinsic-weight annealer."""
+    anneal_variance: float = 100.0
+    """Anneal when the variance of recent survival is below this..."""
+    anneal_survival_floor: float = 50.0
+    """...and mean survival (steps) is above this."""
+    anneal_decay: float = 0.5
+    """Factor applied to the weight at each anneal."""
+
+
+@dataclass
+class CurriculumConfig:
+    enabled: bool = True
+    """Per-agent adversarial curriculum; off = every agent at multiplier 1.0."""
+    multipliers: list[float] = field(default_factory=lambda: [0.2, 0.5, 0.8, 1.0, 1.0])
+    """Depletion multiplier of each stage."""
+    window: int = 20
+    """Recent episodes per agent the decision reads."""
+    min_episodes: int = 10
+    """Episodes at a stage before it may change."""
+    advance_survival: float = 0.7
+    """Advance when the mean survival fraction is at least this..."""
+    retreat_survival: float = 0.3
+    """Retreat when it falls below this."""
+    entropy_threshold: float = 1.5
+    """...and policy entropy (nats, over allowed actions) is below this."""
+
+
+@dataclass
+class TrainConfig:
+    total_env_steps: int = 200_000
+    """Stop after this many env steps (agent-steps summed over towns)."""
+    max_wall_minutes: float = 0.0
+    """Stop cleanly (final checkpoint) after this many minutes; 0 = no limit."""
+    log_every_env_steps: int = 10_000
+    """Logging interval; values are read from the device only here."""
+    torch_threads: int = 1
+    """torch.set_num_threads; on 2-core machines 1 is usually fastest."""
+    progress_bar: bool = True
+    """Show a console progress bar."""
+
+
+@dataclass
+class CheckpointConfig:
+    every_env_steps: int = 100_000
+    """Checkpoint interval (a final one is always written)."""
+    save_replay: bool = False
+    """Include the replay buffer in checkpoints (large)."""
+    keep: int = 3
+    """Periodic checkpoints kept (latest.pt is always kept)."""
+
+
+@dataclass
+class WandbConfig:
+    mode: WandbMode = WandbMode.offline
+    """offline (default), online or disabled; the WANDB_MODE variable wins when set."""
+    project: str = "townlet"
+    """wandb project."""
+    entity: Optional[str] = None
+    """wandb entity (team)."""
+    group: Optional[str] = None
+    """Run group; multirun sweeps default to the sweep directory's name."""
+    tags: list[str] = field(default_factory=list)
+    """Run tags."""
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    """Seeds torch, numpy, python and the towns."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    resume: Optional[str] = None
+    """Checkpoint path to continue a run from."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or unusable; the message names the key."""
+
+
+def _check(ok: bool, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {problem}")
+
+
+def check_config(cfg) -> None:
+    """Range checks that types alone cannot express. Raises ConfigError naming the key."""
+    a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
+    for key, value in (("env.num_envs", cfg.env.num_envs), ("agent.hidden_size", a.hidden_size),
+                       ("agent.encoder_size", a.encoder_size), ("agent.n_step", a.n_step),
+                       ("agent.seq_len", a.seq_len), ("agent.batch_size", a.batch_size),
+                       ("agent.replay_capacity", a.replay_capacity),
+                       ("agent.target_update_every", a.target_update_every),
+                       ("train.total_env_steps", t.total_env_steps),
+                       ("train.log_every_env_steps", t.log_every_env_steps),
+                       ("train.torch_threads", t.torch_threads),
+                       ("checkpoint.every_env_steps", c.every_env_steps), ("checkpoint.keep", c.keep),
+                       ("curriculum.window", cu.window), ("curriculum.min_episodes", cu.min_episodes),
+                       ("exploration.anneal_window", e.anneal_window)):
+        _check(value > 0, key, f"must be > 0, got {value}")
+    _check(a.seq_len % 2 == 0, "agent.seq_len", f"must be even (sequences overlap by half), got {a.seq_len}")
+    _check(0 <= a.burn_in < a.seq_len, "agent.burn_in", f"must be in [0, seq_len), got {a.burn_in}")
+    _check(0.0 < a.gamma <= 1.0, "agent.gamma", f"must be in (0, 1], got {a.gamma}")
+    _check(a.lr > 0, "agent.lr", f"must be > 0, got {a.lr}")
+    _check(a.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {a.adam_eps}")
+    _check(a.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {a.replay_ratio}")
+    _check(a.learning_starts >= 0, "agent.learning_starts", f"must be >= 0, got {a.learning_starts}")
+    _check(0.0 <= a.tau <= 1.0, "agent.tau", f"must be in [0, 1], got {a.tau}")
+    _check(a.grad_clip > 0, "agent.grad_clip", f"must be > 0, got {a.grad_clip}")
+    _check(a.epsilon_decay_steps > 0, "agent.epsilon_decay_steps", f"must be > 0, got {a.epsilon_decay_steps}")
+    for key in ("epsilon_start", "epsilon_end"):
+        v = getattr(a, key)
+        _check(0.0 <= v <= 1.0, f"agent.{key}", f"is a probability, must be in [0, 1], got {v}")
+    _check(a.priority_alpha >= 0, "agent.priority_alpha", f"must be >= 0, got {a.priority_alpha}")
+    _check(e.intrinsic_weight >= 0, "exploration.intrinsic_weight", f"must be >= 0, got {e.intrinsic_weight}")
+    _check(e.rnd_lr > 0, "exploration.rnd_lr", f"must be > 0, got {e.rnd_lr}")
+    _check(0.0 < e.anneal_decay <= 1.0, "exploration.anneal_decay", f"must be in (0, 1], got {e.anneal_decay}")
+    _check(len(cu.multipliers) > 0 and all(m >= 0 for m in cu.multipliers), "curriculum.multipliers",
+           f"must be a non-empty list of numbers >= 0, got {list(cu.multipliers)}")
+    for key in ("advance_survival", "retreat_survival"):
+        v = getattr(cu, key)
+        _check(0.0 <= v <= 1.0, f"curriculum.{key}", f"is a fraction, must be in [0, 1], got {v}")
+    _check(cu.retreat_survival <= cu.advance_survival, "curriculum.retreat_survival",
+           "must not exceed curriculum.advance_survival")
+    _check(t.max_wall_minutes >= 0, "train.max_wall_minutes", f"must be >= 0, got {t.max_wall_minutes}")
+    if cfg.env.layout_seed is not None:
+        _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
+    resolve_device(cfg.device)
+
+
+def resolve_device(spec: str):
+    """'auto' -> cuda when available else cpu; refuses unknown strings and absent GPUs."""
+    import torch
+
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device: unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {spec!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} requested but no CUDA device is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {spec!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return dev
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+
+
+@dataclass
+class EvalConfig:
+    checkpoint: Optional[str] = None
+    """Checkpoint to evaluate (required unless policy=random)."""
+    policy: str = "checkpoint"
+    """checkpoint | random."""
+    episodes: int = 100
+    """Greedy episodes, run as that many towns in one batch."""
+    seed: int = 12345
+    """Seed of the evaluation towns (keep it apart from training seeds)."""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N."""
+    video: Optional[str] = None
+    """Write town 0's episode as a GIF/MP4 to this path."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+
+
+def register_eval_configs() -> None:
+    ConfigStore.instance().store(name="evaluate_schema", node=EvalConfig)

@@ -1,0 +1,42 @@
+"""Entry point: `python -m townlet_agents.train [+experiment=NAME] [key=value ...]`.
+
+Hydra composes conf/config.yaml over the dataclass schema in config.py (unknown keys and
+wrong types fail at composition); values are range-checked before training starts.
+Sweeps: `python -m townlet_agents.train -m seed=0,1 agent.lr=1e-3,3e-4`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, register_configs
+from .pack_errors import user_error
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg) -> float:
+    from pathlib import Path
+
+    from .trainer import Trainer
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    job_name = None
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        if cfg.wandb.group is None:  # group a sweep's runs together in wandb
+            cfg.wandb.group = Path(hc.sweep.dir).name
+        job_name = f"{cfg.wandb.group}-{hc.job.num}"
+    try:
+        return Trainer(cfg, run_dir, job_name).train()
+    except (ConfigError, CheckpointError) as e:
+        user_error(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

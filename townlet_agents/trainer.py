@@ -1,0 +1,326 @@
+"""The training loop: collect with all agents at once, store sequences, learn, log,
+checkpoint. It reads top to bottom like CleanRL's dqn.py; the pieces it calls live in
+their own modules (network, acting, replay, learner, exploration, curriculum, checkpoint).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from townlet_env import TownletVectorEnv
+
+from .acting import Actor, masked_entropy
+from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import check_config, resolve_device
+from .curriculum import Curriculum
+from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
+from .learner import Learner, LearnerConfig
+from .metrics import MetricsSink
+from .network import FeedForwardQNetwork, RecurrentQNetwork
+from .replay import SequenceReplay
+
+NUM_ACTIONS = 6
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVectorEnv:
+    e = cfg.env
+    return TownletVectorEnv(
+        num_envs or e.num_envs, e.level.value if hasattr(e.level, "value") else e.level, device=device,
+        torch_output=True, reward_mode=_value(e.reward_mode), layout_mode=_value(e.layout_mode),
+        layout_seed=e.layout_seed, **kwargs,
+    )
+
+
+def make_network(cfg, layout, device):
+    a = cfg.agent
+    cls = RecurrentQNetwork if _value(a.network) == "recurrent" else FeedForwardQNetwork
+    return cls(layout, NUM_ACTIONS, hidden_size=a.hidden_size, encoder_size=a.encoder_size).to(device)
+
+
+def _value(x):
+    return getattr(x, "value", x)
+
+
+def layout_record(layout) -> dict:
+    """The observation layout as plain data (stored in checkpoints, compared on resume)."""
+    return {"one_hot": layout.one_hot,
+            "parts": [[p.name, p.start, list(p.shape), p.categories] for p in layout.parts]}
+
+
+class Trainer:
+    def __init__(self, cfg, run_dir: Path, job_name: str | None = None):
+        check_config(cfg)
+        self.cfg, self.run_dir, self.job_name = cfg, Path(run_dir), job_name
+        self.device = resolve_device(cfg.device)
+        torch.set_num_threads(cfg.train.torch_threads)
+        seed_everything(cfg.seed)
+        a, n = cfg.agent, cfg.env.num_envs
+
+        self.env = make_env(cfg, self.device, autoreset_mode="SameStep", validate_inputs=False)
+        self.layout = self.env.obs_layout
+        self.max_steps = self.env.params.max_steps
+        online = make_network(cfg, self.layout, self.device)
+        self.recurrent = online.is_recurrent
+        self.learner = Learner(online, config=LearnerConfig(
+            lr=a.lr, adam_eps=a.adam_eps, gamma=a.gamma, n_step=a.n_step, burn_in=a.burn_in,
+            loss=_value(a.loss), max_grad_norm=a.grad_clip, target_update_period=a.target_update_every,
+            target_tau=a.tau, intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
+        ))
+        self.replay = SequenceReplay(max(a.replay_capacity, n), n, a.seq_len, self.layout.size, NUM_ACTIONS,
+                                     a.hidden_size, self.device, recurrent=self.recurrent)
+        self.actor = Actor(online, n, self.device,
+                           EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder))
+        cu = cfg.curriculum
+        self.curriculum = Curriculum(
+            n, self.max_steps, multipliers=tuple(cu.multipliers), window=cu.window,
+            min_episodes=cu.min_episodes, advance_survival=cu.advance_survival,
+            retreat_survival=cu.retreat_survival, entropy_threshold=cu.entropy_threshold, device=self.device,
+        ) if cu.enabled else None
+        ex = cfg.exploration
+        self.rnd = RND(self.layout.size, lr=ex.rnd_lr, device=self.device) if ex.rnd else None
+        self.annealer = IntrinsicAnnealer(
+            ex.intrinsic_weight, window=ex.anneal_window, variance_threshold=ex.anneal_variance,
+            survival_floor=ex.anneal_survival_floor, decay=ex.anneal_decay, device=self.device,
+        ) if ex.rnd else None
+
+        # Counters (host ints: they depend only on how many steps ran, never on values).
+        self.global_step = 0
+        self.updates_due = 0.0
+        self.next_log = cfg.train.log_every_env_steps
+        self.next_checkpoint = cfg.checkpoint.every_env_steps
+        # Per-agent episode accumulators and since-last-log totals (device tensors).
+        z = lambda dtype=torch.float32: torch.zeros(n, device=self.device, dtype=dtype)  # noqa: E731
+        self.ep_return, self.ep_length, self.ep_entropy = z(), z(torch.long), z()
+        self.totals = torch.zeros(4, device=self.device)  # episodes, lengths, returns, entropy
+        self.episodes = 0
+        self.last_metrics: dict[str, torch.Tensor] = {}
+        self.final_survival = float("nan")
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def train(self) -> float:
+        cfg, env, n = self.cfg, self.env, self.cfg.env.num_envs
+        a = cfg.agent
+        if cfg.resume:
+            obs, info = self.resume(cfg.resume)
+        else:
+            obs, info = env.reset(seed=cfg.seed)
+            self._apply_difficulty()
+        mask = info["action_mask"]
+        self.replay.begin(obs, mask, self.actor.state if self.recurrent else None)
+        sink = MetricsSink(self.run_dir, cfg, cfg.train.total_env_steps, self.global_step, self.job_name)
+        learning_starts = max(a.learning_starts, n * a.seq_len)  # first sequences must exist
+        updates_per_env_step = a.replay_ratio / (a.batch_size * a.seq_len)
+        start, sps_step, sps_time = time.time(), self.global_step, time.time()
+        zeros = torch.zeros(n, device=self.device)
+        try:
+            while self.global_step < cfg.train.total_env_steps:
+                # 1. act: one forward pass for all agents, masked epsilon-greedy.
+                action, q, eps = self.actor.act(obs, mask, self.global_step)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                done = terminated | truncated
+                # The true next observation: the final one where an episode just ended.
+                real_next = torch.where(done[:, None], info["final_obs"], next_obs)
+                real_mask = torch.where(done[:, None], info["final_info"]["action_mask"], info["action_mask"])
+                r_int = self.rnd.intrinsic_reward(real_next) if self.rnd else zeros
+
+                # 2. store: the step for every agent, sequences emitted at ends and when full.
+                self.replay.add(action, reward, r_int, terminated, truncated, real_next, real_mask,
+                                self.actor.state if self.recurrent else None, next_obs, info["action_mask"])
+                self.actor.end_episodes(done)
+
+                # 3. finished episodes: stats, curriculum (once per episode), annealer.
+                self.ep_return += reward
+                self.ep_length += 1
+                self.ep_entropy += masked_entropy(q, mask)
+                self._finish_episodes(done, sink)
+                obs, mask = next_obs, info["action_mask"]
+                self.global_step += n
+
+                # 4. learn at the configured replay ratio.
+                if self.global_step >= learning_starts:
+                    self.updates_due += n * updates_per_env_step
+                    while self.updates_due >= 1.0:
+                        self._learn()
+                        self.updates_due -= 1.0
+
+                # 5. log, checkpoint, wall-clock budget.
+                if self.global_step >= self.next_log:
+                    now = time.time()
+                    self._log(sink, (self.global_step - sps_step) / max(now - sps_time, 1e-9), eps)
+                    sps_step, sps_time = self.global_step, now
+                    self.next_log += cfg.train.log_every_env_steps
+                if self.global_step >= self.next_checkpoint:
+                    self.checkpoint()
+                    self.next_checkpoint += cfg.checkpoint.every_env_steps
+                if cfg.train.max_wall_minutes and time.time() - start >= 60 * cfg.train.max_wall_minutes:
+                    break
+        finally:
+            self.checkpoint(final=True)
+            sink.close()
+        return self.final_survival
+
+    def _learn(self) -> None:
+        a = self.cfg.agent
+        batch = self.replay.sample(a.batch_size, prioritized=a.prioritized, importance_exponent=a.priority_alpha)
+        if self.annealer is not None:
+            self.learner.intrinsic_weight = self.annealer.weight_tensor
+        metrics = self.learner.update(batch)
+        if a.prioritized:
+            self.replay.update_priorities(batch["indices"], metrics["priority"])
+        if self.rnd is not None:
+            valid = batch["valid"].reshape(-1)
+            obs = batch["obs"][:, 1:].reshape(-1, self.layout.size)
+            metrics["rnd_loss"] = self.rnd.update(obs[torch.randperm(obs.shape[0], device=self.device)[:256]])
+            del valid
+        self.last_metrics = metrics
+
+    def _finish_episodes(self, done: torch.Tensor, sink: MetricsSink) -> None:
+        """Per finished episode: totals for logging, one curriculum update, the annealer."""
+        d = done.float()
+        length = self.ep_length.float()
+        entropy = self.ep_entropy / length.clamp(min=1)
+        self.totals += torch.stack([d.sum(), (length * d).sum(), (self.ep_return * d).sum(), (entropy * d).sum()])
+        if self.curriculum is not None:
+            if self.device.type == "cpu":  # reading events is free on the CPU: log each one
+                for event in self.curriculum.record_episodes(done, self.ep_length, entropy=entropy,
+                                                             returns=self.ep_return):
+                    sink.event(self.global_step, "curriculum_stage_change", event.as_dict())
+            else:  # on a GPU stay sync-free; stage counts are logged at intervals
+                self.curriculum.record_episodes_tensor(done, self.ep_length, entropy=entropy, returns=self.ep_return)
+            self._apply_difficulty()
+        if self.annealer is not None:
+            self.annealer.observe(self.ep_length, done)
+        keep = ~done
+        self.ep_return *= keep
+        self.ep_length *= keep
+        self.ep_entropy *= keep
+
+    def _apply_difficulty(self) -> None:
+        if self.curriculum is not None:
+            self.env.set_difficulty(self.curriculum.multipliers())
+
+    def _log(self, sink: MetricsSink, sps: float, eps: torch.Tensor) -> None:
+        episodes, lengths, returns, entropy = self.totals.tolist()
+        self.totals.zero_()
+        self.episodes += int(episodes)
+        m: dict[str, float] = {
+            "charts/SPS": sps,
+            "charts/episodes": self.episodes,
+            "charts/epsilon": float(eps.mean()),
+            "charts/updates": self.learner.updates,
+            "charts/replay_size": int(self.replay.size),
+        }
+        if episodes:
+            m["charts/episodic_length"] = lengths / episodes
+            m["charts/episodic_return"] = returns / episodes
+            m["charts/policy_entropy"] = entropy / episodes
+            self.final_survival = lengths / episodes
+        for k, v in self.last_metrics.items():
+            if v.dim() == 0:
+                m[f"losses/{k}"] = float(v)
+        if self.curriculum is not None:
+            stages = self.curriculum.stage
+            m["curriculum/stage_mean"] = float(stages.float().mean())
+            m["curriculum/multiplier_mean"] = float(self.curriculum.multipliers().mean())
+            counts = torch.bincount(stages, minlength=len(self.cfg.curriculum.multipliers)).tolist()
+            for k, c in enumerate(counts):
+                m[f"curriculum/stage_{k}"] = c / self.cfg.env.num_envs
+        if self.annealer is not None:
+            m["charts/intrinsic_weight"] = self.annealer.weight
+        sink.log(self.global_step, m)
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def payload(self) -> dict:
+        learner = self.learner.state_dict()
+        cfg = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True) \
+            if OmegaConf.is_config(self.cfg) else dict(self.cfg)
+        p = {
+            "online": learner["online"],
+            "target": learner["target"],
+            "optimizer": learner["optimizer"],
+            "counters": {"global_step": self.global_step, "updates": self.learner.updates,
+                         "updates_due": self.updates_due, "episodes": self.episodes,
+                         "next_log": self.next_log, "next_checkpoint": self.next_checkpoint},
+            "rng": rng_state(),
+            "exploration": {
+                "rnd": self.rnd.state_dict() if self.rnd else {},
+                "annealer": self.annealer.state_dict() if self.annealer else {},
+            },
+            "curriculum": self.curriculum.state_dict() if self.curriculum else {},
+            "layout": layout_record(self.layout),
+            "config": cfg,
+            "world": {
+                "env": self.env.state_dict(),
+                "actor_state": list(self.actor.state),
+                "episode": {"return": self.ep_return, "length": self.ep_length, "entropy": self.ep_entropy,
+                            "totals": self.totals},
+            },
+        }
+        if self.cfg.checkpoint.save_replay:
+            p["replay"] = self.replay.state_dict()
+        return p
+
+    def checkpoint(self, final: bool = False) -> Path:
+        """Flush every unfinished episode into replay, then write the checkpoint atomically."""
+        self.replay.flush(self.actor.state if self.recurrent else None)
+        folder = self.run_dir / "checkpoints"
+        path = folder / f"step_{self.global_step:012d}.pt"
+        payload = self.payload()
+        save_checkpoint(path, payload)
+        save_checkpoint(folder / "latest.pt", payload)
+        periodic = sorted(folder.glob("step_*.pt"))
+        for old in periodic[: max(0, len(periodic) - self.cfg.checkpoint.keep)]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def resume(self, path: str):
+        """Continue from a checkpoint: networks, optimiser, counters, RNG, exploration,
+        curriculum, the towns themselves and (when saved) the replay buffer."""
+        p = load_checkpoint(path, map_location=self.device)
+        if p["layout"] != layout_record(self.layout):
+            raise CheckpointError(
+                f"{path}: its observation layout does not match this run's level/encoding "
+                f"(checkpoint level: {p['config'].get('env', {}).get('level')!r}, this run: {self.cfg.env.level!r})")
+        try:
+            self.learner.load_state_dict({"online": p["online"], "target": p["target"],
+                                          "optimizer": p["optimizer"], "updates": p["counters"]["updates"]})
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: does not fit the configured network "
+                                  f"(agent.hidden_size / agent.network?): {str(e).splitlines()[0]}") from None
+        c = p["counters"]
+        self.global_step, self.updates_due, self.episodes = c["global_step"], c["updates_due"], c["episodes"]
+        self.next_log, self.next_checkpoint = c["next_log"], c["next_checkpoint"]
+        set_rng_state(p["rng"])
+        if self.rnd is not None and p["exploration"].get("rnd"):
+            self.rnd.load_state_dict(p["exploration"]["rnd"])
+        if self.annealer is not None and p["exploration"].get("annealer"):
+            self.annealer.load_state_dict(p["exploration"]["annealer"])
+        if self.curriculum is not None and p["curriculum"]:
+            self.curriculum.load_state_dict(p["curriculum"])
+        if "replay" in p:
+            self.replay.load_state_dict(p["replay"])
+        world = p.get("world")
+        if world is None or world["env"]["cell"].shape[0] != self.cfg.env.num_envs:
+            obs, info = self.env.reset(seed=self.cfg.seed + self.global_step)
+        else:
+            obs, info = self.env.load_state_dict(world["env"])
+            self.actor.state = tuple(s.to(self.device) for s in world["actor_state"])
+            ep = world["episode"]
+            self.ep_return, self.ep_length, self.ep_entropy = ep["return"], ep["length"], ep["entropy"]
+            self.totals = ep["totals"]
+        self._apply_difficulty()
+        return obs, info
