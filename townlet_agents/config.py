@@ -284,11 +284,28 @@ def register_configs() -> None:
     cs.store(name="config_schema", node=Config)
 
 
+class Policy(str, Enum):
+    checkpoint = "checkpoint"
+    random = "random"
+
+
+@dataclass
+class EvalEnvConfig:
+    level: Optional[Level] = None
+    """Level; null = the checkpoint's (L3_temporal_mechanics for policy=random)."""
+    reward_mode: Optional[RewardMode] = None
+    """Reward mode; null = the checkpoint's, else the pack's."""
+    layout_mode: Optional[LayoutMode] = None
+    """Layout mode; null = the checkpoint's, else the pack's."""
+    layout_seed: Optional[int] = None
+    """Layout seed; null = the checkpoint's, else the pack's."""
+
+
 @dataclass
 class EvalConfig:
     checkpoint: Optional[str] = None
     """Checkpoint to evaluate (required unless policy=random)."""
-    policy: str = "checkpoint"
+    policy: Policy = Policy.checkpoint
     """checkpoint | random."""
     episodes: int = 100
     """Greedy episodes, run as that many towns in one batch."""
@@ -297,8 +314,10 @@ class EvalConfig:
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     video: Optional[str] = None
-    """Write town 0's episode as a GIF/MP4 to this path."""
-    env: EnvConfig = field(default_factory=EnvConfig)
+    """Write town 0's episode as a GIF (or .mp4 with imageio-ffmpeg) to this path."""
+    torch_threads: int = 1
+    """torch.set_num_threads."""
+    env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
 
 
 def register_eval_configs() -> None:

@@ -1,0 +1,144 @@
+"""Entry point: `python -m townlet_agents.evaluate checkpoint=PATH [episodes=N]
+[env.level=...] [seed=...] [video=out.gif] [policy=random]`.
+
+Runs greedy episodes at full difficulty (multiplier 1.0), one town per episode in one
+batch, and prints survival statistics; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import hydra
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ConfigError, register_eval_configs, resolve_device
+from .pack_errors import user_error
+
+register_eval_configs()
+
+
+def _pick(override, saved, default=None):
+    value = getattr(override, "value", override)
+    return value if value is not None else (saved if saved is not None else default)
+
+
+def run_episodes(env, policy, max_steps: int, video_frames: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Step until every town has finished one episode; returns survival and returns [N]."""
+    obs, info = env.reset(seed=env._eval_seed)
+    n = env.num_envs
+    done_once = torch.zeros(n, dtype=torch.bool, device=env.device)
+    survival = torch.zeros(n, dtype=torch.long, device=env.device)
+    returns = torch.zeros(n, device=env.device)
+    for _ in range(max_steps):
+        if video_frames is not None and not bool(done_once[0]):
+            video_frames.append(env.render())
+        action = policy(obs, info["action_mask"])
+        obs, reward, terminated, truncated, info = env.step(action)
+        live = ~done_once
+        survival += live.long()
+        returns += reward * live
+        done_once |= terminated | truncated
+        if bool(done_once.all()):
+            break
+    return survival.cpu().numpy(), returns.cpu().numpy()
+
+
+def evaluate(cfg) -> dict:
+    from townlet_env import TownletVectorEnv
+
+    from .acting import Actor
+    from .trainer import layout_record, make_network
+
+    if cfg.episodes <= 0:
+        raise ConfigError(f"episodes: must be > 0, got {cfg.episodes}")
+    device = resolve_device(cfg.device)
+    torch.set_num_threads(cfg.torch_threads)
+    torch.manual_seed(cfg.seed)
+    policy_kind = getattr(cfg.policy, "value", cfg.policy)
+    saved: dict = {}
+    payload = None
+    if policy_kind == "checkpoint":
+        if not cfg.checkpoint:
+            raise ConfigError("checkpoint: a checkpoint path is required (or use policy=random)")
+        payload = load_checkpoint(cfg.checkpoint, map_location=device)
+        saved = payload["config"].get("env", {})
+    level = _pick(cfg.env.level, saved.get("level"), "L3_temporal_mechanics")
+    env = TownletVectorEnv(
+        cfg.episodes, level, device=device, torch_output=True,
+        reward_mode=_pick(cfg.env.reward_mode, saved.get("reward_mode")),
+        layout_mode=_pick(cfg.env.layout_mode, saved.get("layout_mode")),
+        layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
+        render_mode="rgb_array" if cfg.video else None,
+    )
+    env._eval_seed = cfg.seed
+    if payload is not None:
+        from omegaconf import OmegaConf
+
+        if payload["layout"] != layout_record(env.obs_layout):
+            raise CheckpointError(f"{cfg.checkpoint}: trained on a level with a different observation "
+                                  f"layout than {level!r}")
+        train_cfg = OmegaConf.create(payload["config"])
+        net = make_network(train_cfg, env.obs_layout, device)
+        try:
+            net.load_state_dict(payload["online"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{cfg.checkpoint}: network weights do not fit: {str(e).splitlines()[0]}") from None
+        net.eval()
+        actor = Actor(net, cfg.episodes, device)
+        policy = actor.greedy
+    else:
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)
+
+        def policy(obs, mask):
+            scores = torch.rand(mask.shape, generator=gen, device=device).masked_fill(~mask, -1.0)
+            return scores.argmax(dim=-1)
+
+    frames: list | None = [] if cfg.video else None
+    survival, returns = run_episodes(env, policy, env.params.max_steps, frames)
+    if frames:
+        _write_video(cfg.video, frames)
+    return {
+        "policy": policy_kind,
+        "level": level,
+        "episodes": int(cfg.episodes),
+        "seed": int(cfg.seed),
+        "mean_survival": float(survival.mean()),
+        "median_survival": float(np.median(survival)),
+        "std_survival": float(survival.std()),
+        "min_survival": int(survival.min()),
+        "max_survival": int(survival.max()),
+        "step_limit": int(env.params.max_steps),
+        "reached_limit": float((survival >= env.params.max_steps).mean()),
+        "mean_return": float(returns.mean()),
+    }
+
+
+def _write_video(path: str, frames: list) -> None:
+    import imageio.v2 as imageio
+
+    try:
+        if str(path).lower().endswith(".gif"):
+            imageio.mimsave(path, frames, duration=0.25, loop=0)
+        else:
+            imageio.mimsave(path, frames, fps=4)
+    except (ValueError, RuntimeError, ImportError) as e:
+        raise ConfigError(f"video: could not write {path!r} ({e}); use a .gif path, or install imageio-ffmpeg for .mp4") from None
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(cfg) -> None:
+    try:
+        result = evaluate(cfg)
+    except (ConfigError, CheckpointError, ValueError) as e:
+        user_error(e)
+    print(f"survival over {result['episodes']} episodes on {result['level']}: mean {result['mean_survival']:.1f}, "
+          f"median {result['median_survival']:.1f} (limit {result['step_limit']})")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
