@@ -40,6 +40,11 @@ class NumpyOps:
         than take_along_axis for the one-town case)."""
         return a[np.arange(a.shape[0])[:, None], idx]
 
+    def none(self, flags) -> bool:
+        """True when no flag is set: lets the one-town numpy path skip no-op work. (The
+        torch backend always answers False, so it never reads values on the host.)"""
+        return not flags.any()
+
     def clip(self, a, lo, hi):
         a = np.maximum(a, lo)
         return a if hi is None else np.minimum(a, hi)
@@ -94,6 +99,9 @@ class TorchOps:
 
     def take(self, a, idx):
         return torch.gather(a, 1, idx)
+
+    def none(self, flags) -> bool:
+        return False
 
     def clip(self, a, lo, hi):
         return a.clamp(lo, hi)

@@ -46,25 +46,31 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     cell = s.cell + ops.lookup(p.action_cell_delta, act)
     m = s.meters - ops.lookup(p.action_cost, act)
     pressing = act == INTERACT
-    continuing = pressing & (s.current == here) & (s.progress > 0)
-    attempt = xp.where(continuing, s.progress + 1, 1)
-    paid = pressing & (m[:, MONEY] + _MONEY_EPS >= ops.lookup(p.tick_price, here))
-    completed = paid & (attempt >= ops.lookup(p.ticks, here))
-    gain = ops.lookup(p.tick_delta, here) * ops.cast(paid, ops.float32)[:, None]
-    gain = gain + ops.lookup(p.bonus, here) * ops.cast(completed, ops.float32)[:, None]
-    m = ops.clip(m + gain, 0.0, 1.0)
-    progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
-    current = xp.where(pressing, here, EMPTY)
+    if ops.none(pressing):  # nobody interacts: only the clamp and the progress reset remain
+        m = ops.clip(m, 0.0, 1.0)
+        progress, current = s.progress * 0, xp.where(pressing, here, EMPTY)
+    else:
+        row = ops.lookup(p.interaction, here)  # this cell's per-tick gain, bonus, price, ticks
+        continuing = pressing & (s.current == here) & (s.progress > 0)
+        attempt = xp.where(continuing, s.progress + 1, 1)
+        paid = pressing & (m[:, MONEY] + _MONEY_EPS >= row[:, 16])
+        completed = paid & (attempt >= row[:, 17])
+        m = ops.clip(m + row[:, :8] * paid[:, None] + row[:, 8:16] * completed[:, None], 0.0, 1.0)
+        progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
+        current = xp.where(pressing, here, EMPTY)
 
     # 2. base depletion scaled per town; 3. fitness modulation of health (unscaled).
     m = m - p.depletion[None, :] * s.multiplier[:, None]
-    base, offset, gain_f = p.modulation
-    m[:, HEALTH] -= base * (offset + gain_f * (1.0 - m[:, FITNESS]))
+    # health -= base * (offset + gain * (1 - fitness)), folded into two constants.
+    m[:, HEALTH] -= p.modulation[0] - p.modulation[1] * m[:, FITNESS]
 
     # 4. cascades, group by group, each reading the meters the previous group left.
+    # With no meter below the threshold no group can fire (a group only lowers meters
+    # when one of its sources is already below it), so the whole block may be skipped.
     thr = p.cascade_threshold
-    for strengths in p.cascades:
-        m = m - (ops.clip(thr - m, 0.0, None) * (1.0 / thr)) @ strengths
+    if not ops.none(m < thr):
+        for strengths in p.cascades:
+            m = m - (ops.clip(thr - m, 0.0, None) * (1.0 / thr)) @ strengths
 
     # 5. clamp; 6. termination and truncation.
     m = ops.clip(m, 0.0, 1.0)

@@ -43,7 +43,7 @@ class ObsPart:
         return slice(self.start, self.stop)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class ObsLayout:
     """Ordered parts of the flat observation vector.
 
@@ -86,11 +86,14 @@ class ObsLayout:
     def size(self) -> int:
         return self.parts[-1].stop
 
+    def __post_init__(self):
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.parts})
+
     def __getitem__(self, name: str) -> ObsPart:
-        for part in self.parts:
-            if part.name == name:
-                return part
-        raise KeyError(f"no observation part named {name!r}; parts: {[p.name for p in self.parts]}")
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no observation part named {name!r}; parts: {self.names()}") from None
 
     def names(self) -> list[str]:
         return [p.name for p in self.parts]

@@ -33,6 +33,11 @@ def _vec(d: dict[str, float]) -> np.ndarray:
     return v
 
 
+def _modulation(mod: dict[str, float]) -> tuple[float, float]:
+    """base * (offset + gain * (1 - fitness)) == c0 - c1 * fitness."""
+    return mod["base"] * (mod["offset"] + mod["gain"]), mod["base"] * mod["gain"]
+
+
 @dataclass
 class WorldParams:
     """Lookup tables (arrays of one backend) plus the level's scalars."""
@@ -48,15 +53,14 @@ class WorldParams:
     action_cost: Any          # [6, 8]
     action_cell_delta: Any    # [6] flat-cell offset of each action
     move_mask: Any            # [cells, 6] moves that stay on the grid; INTERACT False, WAIT True
-    tick_delta: Any           # [15, 8] per-tick effects minus per-tick price (money column)
-    tick_price: Any           # [15] money units per tick
-    bonus: Any                # [15, 8] completion bonus
-    ticks: Any                # [15] ticks to complete (1 for instant)
+    interaction: Any          # [15, 18] per code: per-tick effects minus the per-tick price
+                              # (0:8), completion bonus (8:16), price per tick in money
+                              # units (16), ticks to complete (17; 1 for instant)
     inv_ticks: Any            # [15] 1 / ticks, for the progress observation
     open_at: Any              # [15 * 24] open at code * 24 + hour; EMPTY rows all False
     initial: Any              # [8]
     depletion: Any            # [8]
-    modulation: tuple[float, float, float]
+    modulation: tuple[float, float]  # health loss = [0] - [1] * fitness
     cascade_threshold: float
     cascades: list            # one [8, 8] source->target strength matrix per ordered group
     cell_to_padded: Any       # [cells] index of a town cell in the padded grid
@@ -135,15 +139,12 @@ class WorldParams:
             action_cost=ops.asarray(cost, f32),
             action_cell_delta=ops.asarray(delta, i64),
             move_mask=ops.asarray(move_mask, b),
-            tick_delta=ops.asarray(tick_delta, f32),
-            tick_price=ops.asarray(tick_price, f32),
-            bonus=ops.asarray(bonus, f32),
-            ticks=ops.asarray(ticks, i64),
+            interaction=ops.asarray(np.concatenate([tick_delta, bonus, tick_price[:, None], ticks[:, None]], 1), f32),
             inv_ticks=ops.asarray(1.0 / ticks, f32),
             open_at=ops.asarray(open_at.reshape(-1), b),
             initial=ops.asarray(initial, f32),
             depletion=ops.asarray(_vec(pack.depletion), f32),
-            modulation=(pack.modulation["base"], pack.modulation["offset"], pack.modulation["gain"]),
+            modulation=_modulation(pack.modulation),
             cascade_threshold=pack.cascade_threshold,
             cascades=[ops.asarray(s, f32) for s in cascades],
             cell_to_padded=ops.asarray(cell_to_padded, i64),
