@@ -236,20 +236,24 @@ def _affordance(name: str, raw: Any, r: _Reader) -> dict:
         if not o < c <= o + 24:
             raise r.fail(f"{key}.hours", f"[{o}, {c}] is not a valid [open, close) window")
         out["hours"] = (o, c)
+    # Only the keys written are returned: defaults are filled in after merging, so a level
+    # file overriding one key (say instant.effects) keeps the base's others (its price).
     if "instant" in spec:
         ins = r.table(spec["instant"], f"{key}.instant", ("price", "effects"))
-        out["instant"] = {
-            "price": r.number(ins.get("price", 0.0), f"{key}.instant.price", 0.0, 100.0),
-            "effects": r.meter_map(ins.get("effects", {}), f"{key}.instant.effects"),
+        readers = {
+            "price": lambda v, k: r.number(v, k, 0.0, 100.0),
+            "effects": r.meter_map,
         }
+        out["instant"] = {k: readers[k](v, f"{key}.instant.{k}") for k, v in ins.items()}
     if "ticked" in spec:
         t = r.table(spec["ticked"], f"{key}.ticked", ("ticks", "price", "per_tick", "bonus"))
-        out["ticked"] = {
-            "ticks": r.integer(t.get("ticks", 1), f"{key}.ticked.ticks", 1, 100),
-            "price": r.number(t.get("price", 0.0), f"{key}.ticked.price", 0.0, 100.0),
-            "per_tick": r.meter_map(t.get("per_tick", {}), f"{key}.ticked.per_tick"),
-            "bonus": r.meter_map(t.get("bonus", {}), f"{key}.ticked.bonus"),
+        readers = {
+            "ticks": lambda v, k: r.integer(v, k, 1, 100),
+            "price": lambda v, k: r.number(v, k, 0.0, 100.0),
+            "per_tick": r.meter_map,
+            "bonus": r.meter_map,
         }
+        out["ticked"] = {k: readers[k](v, f"{key}.ticked.{k}") for k, v in t.items()}
     return out
 
 
@@ -331,8 +335,9 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
         for k in ("hours", "instant", "ticked"):
             _require(spec, k, r, f"affordances.{a}.")
         ins, tk = spec["instant"], spec["ticked"]
-        built.append(Affordance(a, spec["hours"], ins["price"], ins["effects"], tk["ticks"],
-                                tk["price"], tk["per_tick"], tk["bonus"]))
+        built.append(Affordance(a, spec["hours"], ins.get("price", 0.0), ins.get("effects", {}),
+                                tk.get("ticks", 1), tk.get("price", 0.0), tk.get("per_tick", {}),
+                                tk.get("bonus", {})))
     if len(level["affordances"]) > level["grid_size"] ** 2:
         raise r.fail("level.affordances", "more affordances than grid cells")
     return WorldPack(

@@ -125,7 +125,8 @@ class TownletVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset every town. Town i uses seed `seed + i` (or `seed[i]` from a list)."""
-        super().reset(seed=seed)
+        # gymnasium seeds self.np_random from an int only; a per-town list needs no generator
+        super().reset(seed=None if isinstance(seed, (list, tuple, np.ndarray)) else seed)
         seeds = _town_seeds(seed, self.num_envs, self.np_random)
         p = self.params
         multiplier = getattr(self, "_pending_multiplier", None)
