@@ -64,13 +64,16 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     # health -= base * (offset + gain * (1 - fitness)), folded into two constants.
     m[:, HEALTH] -= p.modulation[0] - p.modulation[1] * m[:, FITNESS]
 
-    # 4. cascades, group by group, each reading the meters the previous group left.
-    # With no meter below the threshold no group can fire (a group only lowers meters
-    # when one of its sources is already below it), so the whole block may be skipped.
+    # 4. cascades, group by group, each reading the meters the previous group left; the
+    # edges of a group all read the same snapshot of their sources. Edge by edge (not a
+    # matrix product) so that numpy and torch round identically. With no meter below the
+    # threshold no group can fire, so the whole block may be skipped.
     thr = p.cascade_threshold
     if not ops.none(m < thr):
-        for strengths in p.cascades:
-            m = m - (ops.clip(thr - m, 0.0, None) * (1.0 / thr)) @ strengths
+        for sources, edges in p.cascades:
+            pressure = ops.clip(thr - m[:, sources], 0.0, None) / thr
+            for target, slot, strength in edges:
+                m[:, target] -= strength * pressure[:, slot]
 
     # 5. clamp; 6. termination and truncation.
     m = ops.clip(m, 0.0, 1.0)

@@ -9,6 +9,8 @@ from .state import WorldState
 def code_here(p: WorldParams, s: WorldState):
     """[N] cell code under each agent (an affordance 0..13, or EMPTY)."""
     ops = p.ops
+    if p.shared_here is not None:
+        return ops.lookup(p.shared_here, s.cell)
     return ops.cast(ops.take(s.grid, ops.lookup(p.cell_to_padded, s.cell)[:, None])[:, 0], ops.int64)
 
 
@@ -33,7 +35,10 @@ def observe(p: WorldParams, s: WorldState, here=None):
     here = code_here(p, s) if here is None else here
     n = s.cell.shape[0]
     obs = ops.empty((n, lay.size), ops.float32)
-    seen = ops.take(s.grid, ops.lookup(p.observed_cells, s.cell))
+    if p.shared_window is not None:
+        seen = ops.lookup(p.shared_window, s.cell)
+    else:
+        seen = ops.take(s.grid, ops.lookup(p.observed_cells, s.cell))
     if lay.one_hot:
         obs[:, lay["grid"].slice] = ops.lookup(p.grid_onehot, ops.cast(seen, ops.int64)).reshape(n, -1)
         obs[:, lay["affordance"].slice] = ops.lookup(p.grid_onehot, here)

@@ -62,13 +62,15 @@ class WorldParams:
     depletion: Any            # [8]
     modulation: tuple[float, float]  # health loss = [0] - [1] * fitness
     cascade_threshold: float
-    cascades: list            # one [8, 8] source->target strength matrix per ordered group
+    cascades: list            # per ordered group: (sources [k], edges [(target, source slot, strength)])
     cell_to_padded: Any       # [cells] index of a town cell in the padded grid
     observed_cells: Any       # [cells, K] padded indices seen from each cell
     position: Any             # [cells, 2] normalised (x, y)
     grid_onehot: Any          # [16, 15] one-hot rows per cell code (one_hot layout only)
     hour_trig: Any            # [24, 2] sin, cos of the hour (zeros without temporal mechanics)
     deployed_codes: Any       # [k] codes of deployed affordances
+    shared_window: Any        # [cells, K] int8 codes seen from each cell in the shared layout
+    shared_here: Any          # [cells] int64 code under each cell in the shared layout
     energy_depletion: float
     idle_energy_cost: float   # cheapest per-step energy cost of an agent that never interacts
 
@@ -110,10 +112,9 @@ class WorldParams:
         initial[MONEY] = pack.starting_money / DOLLARS_PER_UNIT
         cascades = []
         for group in pack.cascade_groups:
-            s = np.zeros((8, 8))
-            for e in group:
-                s[METER[e.source], METER[e.target]] += e.strength
-            cascades.append(s)
+            sources = sorted({METER[e.source] for e in group})
+            edges = [(METER[e.target], sources.index(METER[e.source]), e.strength) for e in group]
+            cascades.append((sources, edges))
 
         cell_to_padded = (ys + pad) * side + (xs + pad)
         if partial:
@@ -146,16 +147,27 @@ class WorldParams:
             depletion=ops.asarray(_vec(pack.depletion), f32),
             modulation=_modulation(pack.modulation),
             cascade_threshold=pack.cascade_threshold,
-            cascades=[ops.asarray(s, f32) for s in cascades],
+            cascades=[(ops.asarray(src, i64), edges) for src, edges in cascades],
             cell_to_padded=ops.asarray(cell_to_padded, i64),
             observed_cells=ops.asarray(observed, i64),
             position=ops.asarray(position, f32),
             grid_onehot=ops.asarray(grid_onehot, f32),
             hour_trig=ops.asarray(trig, f32),
             deployed_codes=ops.asarray([AFFORDANCES.index(a) for a in pack.deployed], i64),
+            shared_window=None, shared_here=None,
             energy_depletion=pack.depletion["energy"],
             idle_energy_cost=min(pack.move_cost.get("energy", 0.0), pack.wait_cost.get("energy", 0.0)),
         )
+
+    def __post_init__(self):
+        # With one layout for every town, what each cell sees is a fixed table: looking
+        # rows up in it is far cheaper than gathering from every town's grid.
+        if self.pack.layout_mode == "shared":
+            from .towns import shared_grid
+
+            grid = shared_grid(self)
+            self.shared_window = grid[self.observed_cells]
+            self.shared_here = self.ops.cast(grid[self.cell_to_padded], self.ops.int64)
 
     @property
     def cells(self) -> int:

@@ -24,14 +24,19 @@ def place_affordances(p: WorldParams, seed, episode):
     return grid
 
 
+def shared_grid(p: WorldParams):
+    """[P] the padded code grid every town shares in layout mode "shared"."""
+    ops = p.ops
+    return place_affordances(p, ops.full((1,), p.pack.layout_seed, ops.int64), ops.zeros((1,), ops.int64))[0]
+
+
 def town_layouts(p: WorldParams, town_seed, layout_seed: int):
     """Each town's first layout according to the pack's layout mode."""
     ops = p.ops
     zeros = ops.zeros(town_seed.shape, ops.int64)
     mode = p.pack.layout_mode
     if mode == "shared":
-        one = place_affordances(p, ops.full((1,), layout_seed, ops.int64), zeros[:1])
-        return ops.copy(ops.xp.broadcast_to(one, (town_seed.shape[0], p.padded_cells)))
+        return ops.copy(ops.xp.broadcast_to(shared_grid(p)[None, :], (town_seed.shape[0], p.padded_cells)))
     if mode == "per_town":
         seed = rng.keys(town_seed, ops.full(town_seed.shape, layout_seed, ops.int64), rng.TOWN)
         return place_affordances(p, seed, zeros)
@@ -54,6 +59,8 @@ def new_state(p: WorldParams, town_seed, layout_seed: int) -> WorldState:
 def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     """Start a new episode in the towns where `which` [N] is True; others are untouched."""
     ops, xp, n = p.ops, p.ops.xp, s.cell.shape[0]
+    if ops.none(which):
+        return s
     episode = s.episode + ops.cast(which, ops.int64)
     spawn = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
     if p.pack.random_start_hour and p.temporal:
