@@ -297,6 +297,9 @@ def load_pack(level: str = "L3_temporal_mechanics") -> WorldPack:
         if not isinstance(raw["base"], str):
             raise r.fail("base", "expected a file name")
         base_path = path.parent / raw["base"]
+        if not base_path.exists():  # a user's pack may build on a shipped file by name
+            shipped = Path(str(resources.files("townlet_env") / "packs" / raw["base"]))
+            base_path = shipped if shipped.exists() else base_path
         merged = _check_file(_read_toml(base_path), _Reader(str(base_path)))
     merged = _merge(merged, own)
     return _assemble(path.stem, merged, r)

@@ -124,7 +124,19 @@ class TownletVectorEnv(VectorEnv):
     # --- gymnasium API -------------------------------------------------------------------
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        """Reset every town. Town i uses seed `seed + i` (or `seed[i]` from a list)."""
+        """Reset every town. Town i uses seed `seed + i` (or `seed[i]` from a list).
+
+        `options={"reset_mask": mask}` ([N] bool, Gymnasium's partial reset) starts a new
+        episode only in the masked towns, continuing their seeds; the others carry on.
+        """
+        if options and "reset_mask" in options and self.state is not None:
+            mask = torch.as_tensor(np.asarray(options["reset_mask"]) if not torch.is_tensor(options["reset_mask"])
+                                   else options["reset_mask"], device=self.device)
+            if mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
+                raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+            self.state = towns.reset_towns(self.params, self.state, mask)
+            self._prev_done = self._prev_done & ~mask
+            return self._observe()
         # gymnasium seeds self.np_random from an int only; a per-town list needs no generator
         super().reset(seed=None if isinstance(seed, (list, tuple, np.ndarray)) else seed)
         seeds = _town_seeds(seed, self.num_envs, self.np_random)

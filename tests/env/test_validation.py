@@ -452,15 +452,31 @@ def test_missing_base_file_is_named(packdir):
     assert str(packdir / "gone.toml") in str(e.value)
 
 
-def test_base_resolved_beside_the_level_file(packdir, tmp_path_factory):
-    """`base` is relative to the level file's folder, not the working directory."""
+def test_base_resolved_beside_the_level_file_then_among_shipped_packs(packdir):
+    """`base` is looked up in the level file's folder first (not the working directory),
+    then among the shipped packs."""
     sub = packdir / "levels"
     sub.mkdir()
-    path = write_level(sub, LEVEL)
+    path = write_level(sub, LEVEL.replace('base = "town.toml"', 'base = "my_town.toml"'))
     with pytest.raises(PackError, match="not found"):
         load_pack(str(path))
-    shutil.copy(packdir / "town.toml", sub / "town.toml")
+    shutil.copy(packdir / "town.toml", sub / "my_town.toml")
     assert load_pack(str(path)).grid_size == 5
+    shipped = write_level(packdir / "levels", LEVEL)  # base = "town.toml" beside it: none
+    (sub / "town.toml").unlink(missing_ok=True)
+    assert load_pack(str(shipped)).grid_size == 5
+
+
+def test_reset_mask_resets_only_masked_towns():
+    env = townlet_env.TownletVectorEnv(3, "L2_partial_observability")
+    env.reset(seed=4)
+    for _ in range(5):
+        env.step(np.full(3, 5))
+    obs, info = env.reset(options={"reset_mask": np.array([True, False, True])})
+    assert info["episode_step"].tolist() == [0, 5, 0]
+    assert env.state.episode.tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="reset_mask"):
+        env.reset(options={"reset_mask": np.array([1, 0, 1])})
 
 
 def test_invalid_toml_is_named(packdir):
