@@ -45,6 +45,9 @@ class NumpyOps:
         torch backend always answers False, so it never reads values on the host.)"""
         return not flags.any()
 
+    def columns(self, a, idx):
+        return a[:, idx]
+
     def clip(self, a, lo, hi):
         a = np.maximum(a, lo)
         return a if hi is None else np.minimum(a, hi)
@@ -104,6 +107,9 @@ class TorchOps:
         """On the CPU reading a flag costs nothing, so skip no-op work as numpy does; on a
         GPU always answer False so the step never waits for the device."""
         return self.device.type == "cpu" and not bool(flags.any())
+
+    def columns(self, a, idx):
+        return torch.index_select(a, 1, idx)
 
     def clip(self, a, lo, hi):
         return a.clamp(lo, hi)

@@ -71,7 +71,7 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     thr = p.cascade_threshold
     if not ops.none(m < thr):
         for sources, edges in p.cascades:
-            pressure = ops.clip(thr - m[:, sources], 0.0, None) / thr
+            pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
             for target, slot, strength in edges:
                 m[:, target] -= strength * pressure[:, slot]
 
