@@ -7,11 +7,12 @@ a wrong type fails at composition, naming the key. `check_config` then checks va
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
-from typing import Optional
+from typing import Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
 
 
 class Level(str, Enum):
@@ -55,7 +56,7 @@ class EnvConfig:
     level: Level = Level.L2_partial_observability
     """World pack (level) to train on."""
     num_envs: int = 128
-    """Towns (agents) stepped together; one env step = num_envs agent-steps."""
+    """Towns (agents) stepped together; each batched step adds num_envs env steps (agent-steps)."""
     reward_mode: Optional[RewardMode] = None
     """Reward mode; null uses the level pack's default (survival)."""
     layout_mode: Optional[LayoutMode] = None
@@ -214,8 +215,24 @@ def _check(ok: bool, key: str, problem: str) -> None:
         raise ConfigError(f"{key}: {problem}")
 
 
+def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
+    """Refuse keys the schema does not define (TRAPS 23). Composition already rejects
+    `agent.lrr=1`, but Hydra lets an append override (`+agent.foo=1`) insert a new key even
+    into a structured config, so the composed config is walked once more here."""
+    schema = schema or Config
+    hints = get_type_hints(schema)
+    known = sorted(f.name for f in fields(schema))
+    for key in cfg.keys():
+        if key not in hints:
+            raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {', '.join(known)})")
+        if is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
+            check_known_keys(cfg[key], hints[key], f"{prefix}{key}.")
+
+
 def check_config(cfg) -> None:
     """Range checks that types alone cannot express. Raises ConfigError naming the key."""
+    if isinstance(cfg, DictConfig):
+        check_known_keys(cfg)
     a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
     for key, value in (("env.num_envs", cfg.env.num_envs), ("agent.hidden_size", a.hidden_size),
                        ("agent.encoder_size", a.encoder_size), ("agent.n_step", a.n_step),
@@ -226,9 +243,10 @@ def check_config(cfg) -> None:
                        ("train.log_every_env_steps", t.log_every_env_steps),
                        ("train.torch_threads", t.torch_threads),
                        ("checkpoint.every_env_steps", c.every_env_steps), ("checkpoint.keep", c.keep),
-                       ("curriculum.window", cu.window), ("curriculum.min_episodes", cu.min_episodes),
-                       ("exploration.anneal_window", e.anneal_window)):
+                       ("curriculum.min_episodes", cu.min_episodes)):
         _check(value > 0, key, f"must be > 0, got {value}")
+    for key, value in (("curriculum.window", cu.window), ("exploration.anneal_window", e.anneal_window)):
+        _check(value >= 2, key, f"must be >= 2 episodes (a trend needs two), got {value}")
     _check(a.seq_len % 2 == 0, "agent.seq_len", f"must be even (sequences overlap by half), got {a.seq_len}")
     _check(0 <= a.burn_in < a.seq_len, "agent.burn_in", f"must be in [0, seq_len), got {a.burn_in}")
     _check(0.0 < a.gamma <= 1.0, "agent.gamma", f"must be in (0, 1], got {a.gamma}")
@@ -245,9 +263,10 @@ def check_config(cfg) -> None:
     _check(a.priority_alpha >= 0, "agent.priority_alpha", f"must be >= 0, got {a.priority_alpha}")
     _check(e.intrinsic_weight >= 0, "exploration.intrinsic_weight", f"must be >= 0, got {e.intrinsic_weight}")
     _check(e.rnd_lr > 0, "exploration.rnd_lr", f"must be > 0, got {e.rnd_lr}")
+    _check(e.anneal_variance >= 0, "exploration.anneal_variance", f"must be >= 0, got {e.anneal_variance}")
     _check(0.0 < e.anneal_decay <= 1.0, "exploration.anneal_decay", f"must be in (0, 1], got {e.anneal_decay}")
-    _check(len(cu.multipliers) > 0 and all(m >= 0 for m in cu.multipliers), "curriculum.multipliers",
-           f"must be a non-empty list of numbers >= 0, got {list(cu.multipliers)}")
+    _check(len(cu.multipliers) > 0 and all(m > 0 for m in cu.multipliers), "curriculum.multipliers",
+           f"must be a non-empty list of numbers > 0, got {list(cu.multipliers)}")
     for key in ("advance_survival", "retreat_survival"):
         v = getattr(cu, key)
         _check(0.0 <= v <= 1.0, f"curriculum.{key}", f"is a fraction, must be in [0, 1], got {v}")

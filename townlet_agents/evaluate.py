@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, register_eval_configs, resolve_device
+from .config import ConfigError, EvalConfig, check_known_keys, register_eval_configs, resolve_device
 from .pack_errors import user_error
 
 register_eval_configs()
@@ -53,6 +53,7 @@ def evaluate(cfg) -> dict:
     from .acting import Actor
     from .trainer import layout_record, make_network
 
+    check_known_keys(cfg, EvalConfig)  # `+env.foo=1` slips through composition
     if cfg.episodes <= 0:
         raise ConfigError(f"episodes: must be > 0, got {cfg.episodes}")
     device = resolve_device(cfg.device)

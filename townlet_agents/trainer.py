@@ -79,7 +79,8 @@ class Trainer:
             target_tau=a.tau, intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
         ))
         self.replay = SequenceReplay(max(a.replay_capacity, n), n, a.seq_len, self.layout.size, NUM_ACTIONS,
-                                     a.hidden_size, self.device, recurrent=self.recurrent)
+                                     a.hidden_size, self.device, recurrent=self.recurrent,
+                                     priority_exponent=a.priority_alpha)
         self.actor = Actor(online, n, self.device,
                            EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder))
         cu = cfg.curriculum
@@ -98,6 +99,7 @@ class Trainer:
         # Counters (host ints: they depend only on how many steps ran, never on values).
         self.global_step = 0
         self.updates_due = 0.0
+        self.replay_restored = False
         self.next_log = cfg.train.log_every_env_steps
         self.next_checkpoint = cfg.checkpoint.every_env_steps
         # Per-agent episode accumulators and since-last-log totals (device tensors).
@@ -122,6 +124,8 @@ class Trainer:
         self.replay.begin(obs, mask, self.actor.state if self.recurrent else None)
         sink = MetricsSink(self.run_dir, cfg, cfg.train.total_env_steps, self.global_step, self.job_name)
         learning_starts = max(a.learning_starts, n * a.seq_len)  # first sequences must exist
+        if self.global_step and not self.replay_restored:  # resumed without its replay: refill first
+            learning_starts += self.global_step
         updates_per_env_step = a.replay_ratio / (a.batch_size * a.seq_len)
         start, sps_step, sps_time = time.time(), self.global_step, time.time()
         zeros = torch.zeros(n, device=self.device)
@@ -167,6 +171,8 @@ class Trainer:
                     self.next_checkpoint += cfg.checkpoint.every_env_steps
                 if cfg.train.max_wall_minutes and time.time() - start >= 60 * cfg.train.max_wall_minutes:
                     break
+            if self.global_step > sps_step:  # a last row for the steps since the last log
+                self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
         finally:
             self.checkpoint(final=True)
             sink.close()
@@ -174,17 +180,17 @@ class Trainer:
 
     def _learn(self) -> None:
         a = self.cfg.agent
-        batch = self.replay.sample(a.batch_size, prioritized=a.prioritized, importance_exponent=a.priority_alpha)
+        batch = self.replay.sample(a.batch_size, prioritized=a.prioritized)
         if self.annealer is not None:
             self.learner.intrinsic_weight = self.annealer.weight_tensor
         metrics = self.learner.update(batch)
         if a.prioritized:
             self.replay.update_priorities(batch["indices"], metrics["priority"])
-        if self.rnd is not None:
-            valid = batch["valid"].reshape(-1)
-            obs = batch["obs"][:, 1:].reshape(-1, self.layout.size)
-            metrics["rnd_loss"] = self.rnd.update(obs[torch.randperm(obs.shape[0], device=self.device)[:256]])
-            del valid
+        if self.rnd is not None:  # train the predictor on observations of valid steps only
+            valid = batch["valid"].reshape(-1).float()
+            obs = batch["obs"][:, :-1].reshape(-1, self.layout.size)
+            pick = torch.multinomial(valid + 1e-12, min(256, valid.numel()), replacement=True)
+            metrics["rnd_loss"] = self.rnd.update(obs[pick])
         self.last_metrics = metrics
 
     def _finish_episodes(self, done: torch.Tensor, sink: MetricsSink) -> None:
@@ -305,14 +311,19 @@ class Trainer:
         self.global_step, self.updates_due, self.episodes = c["global_step"], c["updates_due"], c["episodes"]
         self.next_log, self.next_checkpoint = c["next_log"], c["next_checkpoint"]
         set_rng_state(p["rng"])
-        if self.rnd is not None and p["exploration"].get("rnd"):
-            self.rnd.load_state_dict(p["exploration"]["rnd"])
-        if self.annealer is not None and p["exploration"].get("annealer"):
-            self.annealer.load_state_dict(p["exploration"]["annealer"])
-        if self.curriculum is not None and p["curriculum"]:
-            self.curriculum.load_state_dict(p["curriculum"])
-        if "replay" in p:
-            self.replay.load_state_dict(p["replay"])
+        try:  # per-agent and per-buffer state must fit this run's env.num_envs / agent settings
+            if self.rnd is not None and p["exploration"].get("rnd"):
+                self.rnd.load_state_dict(p["exploration"]["rnd"])
+            if self.annealer is not None and p["exploration"].get("annealer"):
+                self.annealer.load_state_dict(p["exploration"]["annealer"])
+            if self.curriculum is not None and p["curriculum"]:
+                self.curriculum.load_state_dict(p["curriculum"])
+            if "replay" in p:
+                self.replay.load_state_dict(p["replay"])
+                self.replay_restored = True
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: does not fit this run's settings (env.num_envs / agent.*?): "
+                                  f"{str(e).splitlines()[0]}") from None
         world = p.get("world")
         if world is None or world["env"]["cell"].shape[0] != self.cfg.env.num_envs:
             obs, info = self.env.reset(seed=self.cfg.seed + self.global_step)

@@ -1,0 +1,184 @@
+"""The trainer's Hydra configuration: composition per experiment, unknown keys and wrong
+types refused naming the key (TRAPS 23), value ranges checked before training, devices."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+
+from townlet_agents.config import (
+    ConfigError,
+    Level,
+    NetworkKind,
+    check_config,
+    register_configs,
+    resolve_device,
+)
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@contextmanager
+def _hydra():
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        yield
+    GlobalHydra.instance().clear()
+
+
+def compose_config(*overrides: str):
+    with _hydra():
+        return compose("config", overrides=list(overrides))
+
+
+# ------------------------------------------------------------------------- composition
+
+EXPERIMENTS = {
+    # experiment: (level, network, seq_len, burn_in)
+    "minimal": (Level.L0_minimal, NetworkKind.feedforward, 8, 0),
+    "full_obs": (Level.L1_full_observability, NetworkKind.feedforward, 8, 0),
+    "pomdp": (Level.L2_partial_observability, NetworkKind.recurrent, 16, 4),
+    "temporal": (Level.L3_temporal_mechanics, NetworkKind.recurrent, 16, 4),
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_each_experiment_composes_with_its_level_and_network(experiment):
+    level, network, seq_len, burn_in = EXPERIMENTS[experiment]
+    cfg = compose_config(f"+experiment={experiment}")
+    assert cfg.env.level == level
+    assert cfg.agent.network == network
+    assert (cfg.agent.seq_len, cfg.agent.burn_in) == (seq_len, burn_in)
+    check_config(cfg)  # every shipped experiment is valid as it stands
+
+
+def test_defaults_without_experiment_are_the_schema_defaults():
+    cfg = compose_config()
+    assert cfg.env.level == Level.L2_partial_observability
+    assert cfg.agent.network == NetworkKind.recurrent
+    assert cfg.env.num_envs == 128
+    assert cfg.wandb.mode.value == "offline"
+
+
+def test_command_line_values_override_the_experiment():
+    cfg = compose_config("+experiment=temporal", "agent.lr=3e-4", "env.num_envs=256", "agent.network=feedforward")
+    assert cfg.agent.lr == pytest.approx(3e-4)
+    assert cfg.env.num_envs == 256
+    assert cfg.agent.network == NetworkKind.feedforward
+    assert cfg.env.level == Level.L3_temporal_mechanics
+
+
+# --------------------------------------------------------------------- unknown keys
+
+def test_misspelt_key_fails_at_composition_naming_it():
+    with pytest.raises(ConfigCompositionException, match=r"agent\.lrr"):
+        compose_config("+experiment=pomdp", "agent.lrr=1")
+
+
+def test_key_under_the_wrong_section_fails_at_composition():
+    # TRAPS 23: a setting under the wrong section must not be silently ignored.
+    with pytest.raises(ConfigCompositionException, match=r"env\.lr"):
+        compose_config("env.lr=1e-3")
+
+
+def test_appended_unknown_key_is_refused_naming_it():
+    # Hydra lets `+key=value` insert a key into a structured config, so composition alone
+    # cannot catch it; check_config (run before any training) refuses it by name.
+    try:
+        cfg = compose_config("+experiment=pomdp", "+agent.foo=1")
+    except ConfigCompositionException as e:  # a future Hydra may refuse it already
+        assert "agent.foo" in str(e)
+        return
+    with pytest.raises(ConfigError, match=r"agent\.foo"):
+        check_config(cfg)
+
+
+def test_appended_unknown_top_level_key_is_refused():
+    cfg = compose_config("+lr=1e-3")
+    with pytest.raises(ConfigError, match=r"^lr: unknown key"):
+        check_config(cfg)
+
+
+# -------------------------------------------------------------------------- wrong types
+
+@pytest.mark.parametrize("override, key", [
+    ("agent.lr=abc", "agent.lr"),
+    ("env.num_envs=1.5", "env.num_envs"),
+    ("env.level=L9_bogus", "env.level"),
+    ("agent.network=transformer", "agent.network"),
+    ("agent.prioritized=maybe", "agent.prioritized"),
+])
+def test_wrong_type_fails_at_composition_naming_the_key(override, key):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config("+experiment=pomdp", override)
+    message = str(info.value) + str(info.value.__cause__ or "")
+    assert key in message
+
+
+# ----------------------------------------------------------------------- value ranges
+
+@pytest.mark.parametrize("override, key", [
+    ("env.num_envs=0", "env.num_envs"),
+    ("agent.gamma=0", "agent.gamma"),
+    ("agent.gamma=1.5", "agent.gamma"),
+    ("agent.epsilon_start=1.5", "agent.epsilon_start"),
+    ("agent.epsilon_end=-0.1", "agent.epsilon_end"),
+    ("agent.burn_in=16", "agent.burn_in"),      # pomdp seq_len is 16: burn_in must be < 16
+    ("agent.burn_in=20", "agent.burn_in"),
+    ("agent.seq_len=15", "agent.seq_len"),      # odd: sequences overlap by half
+    ("agent.lr=0", "agent.lr"),
+    ("agent.replay_ratio=0", "agent.replay_ratio"),
+    ("agent.tau=2", "agent.tau"),
+    ("agent.learning_starts=-1", "agent.learning_starts"),
+    ("curriculum.multipliers=[0.5,0]", "curriculum.multipliers"),
+    ("curriculum.window=1", "curriculum.window"),
+    ("curriculum.advance_survival=0.2", "curriculum.retreat_survival"),
+    ("exploration.anneal_decay=0", "exploration.anneal_decay"),
+    ("train.total_env_steps=0", "train.total_env_steps"),
+])
+def test_out_of_range_values_are_refused_naming_the_key(override, key):
+    cfg = compose_config("+experiment=pomdp", override)  # types are fine: composition passes
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert str(info.value).startswith(f"{key}:"), str(info.value)
+
+
+def test_boundary_values_are_accepted():
+    cfg = compose_config("+experiment=pomdp", "agent.gamma=1.0", "agent.epsilon_start=1.0", "agent.epsilon_end=0.0",
+                         "agent.burn_in=15", "agent.seq_len=16", "env.num_envs=1", "agent.tau=1.0")
+    check_config(cfg)
+
+
+# ---------------------------------------------------------------------------- devices
+
+def test_cuda_without_a_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    for spec in ("cuda", "cuda:0"):
+        with pytest.raises(ConfigError, match=r"^device:.*no CUDA device"):
+            resolve_device(spec)
+
+
+@pytest.mark.parametrize("spec", ["tpu", "bogus", "meta"])
+def test_unknown_or_unsupported_devices_are_refused(spec):
+    with pytest.raises(ConfigError, match=rf"^device: .*{spec}"):
+        resolve_device(spec)
+
+
+def test_auto_and_cpu_resolve():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_bad_device_in_config_is_refused_before_training():
+    cfg = compose_config("+experiment=minimal", "device=tpu")
+    with pytest.raises(ConfigError, match=r"^device:"):
+        check_config(cfg)
