@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -18,18 +18,3 @@ class WorldState:
     multiplier: Any    # [N] float32 difficulty: scales base depletion
     town_seed: Any     # [N] int64 seed of each town's resets
     episode: Any       # [N] int64 episodes started by each town
-
-    def replace(self, **changes) -> "WorldState":
-        return replace(self, **changes)
-
-    def select(self, which, other: "WorldState", ops) -> "WorldState":
-        """Per town: this state where `which` [N] is True, else `other` (no Python loop)."""
-        out = {}
-        for f in fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            w = which.reshape((-1,) + (1,) * (a.ndim - 1))
-            out[f.name] = ops.xp.where(w, a, b)
-        return WorldState(**out)
-
-    def copy(self, ops) -> "WorldState":
-        return WorldState(**{f.name: ops.copy(getattr(self, f.name)) for f in fields(self)})

@@ -1,0 +1,82 @@
+"""Evaluation in-process: greedy episodes at full difficulty, JSON statistics, video,
+and clear refusals (the CLI wrapper is covered in tests/test_cli.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from townlet_agents.checkpoint import CheckpointError
+from townlet_agents.config import ConfigError, register_configs, register_eval_configs
+from townlet_agents.evaluate import evaluate, main
+from townlet_agents.trainer import Trainer
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+TINY = ["env.num_envs=4", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16", "agent.encoder_size=8",
+        "agent.batch_size=4", "agent.learning_starts=200", "wandb.mode=disabled", "train.progress_bar=false",
+        "train.total_env_steps=600", "train.log_every_env_steps=300"]
+
+
+def _compose(name: str, overrides: list[str]):
+    register_configs()
+    register_eval_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(name, overrides=overrides)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run")
+    Trainer(_compose("config", ["+experiment=minimal", *TINY]), run).train()
+    return run / "checkpoints" / "latest.pt"
+
+
+def test_random_policy_needs_no_checkpoint():
+    out = evaluate(_compose("evaluate", ["policy=random", "episodes=8", "env.level=L0_minimal"]))
+    assert out["policy"] == "random" and out["episodes"] == 8 and out["level"] == "L0_minimal"
+    assert 0 < out["min_survival"] <= out["median_survival"] <= out["max_survival"] <= out["step_limit"]
+
+
+def test_checkpoint_policy_uses_the_checkpoints_level_at_full_difficulty(checkpoint):
+    out = evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=6"]))
+    assert out["level"] == "L0_minimal" and out["episodes"] == 6
+    # L0 without income at multiplier 1.0: nobody reaches the 1000-step limit.
+    assert out["reached_limit"] == 0.0 and out["max_survival"] < out["step_limit"]
+
+
+def test_video_is_written(checkpoint, tmp_path):
+    gif = tmp_path / "episode.gif"
+    evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=2", f"video={gif}"]))
+    assert gif.stat().st_size > 1000
+
+
+def test_refusals_name_the_problem(checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="checkpoint"):
+        evaluate(_compose("evaluate", []))
+    with pytest.raises(ConfigError, match="episodes"):
+        evaluate(_compose("evaluate", ["policy=random", "episodes=0"]))
+    with pytest.raises(CheckpointError):
+        evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=2",
+                                       "env.level=L2_partial_observability"]))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        evaluate(_compose("evaluate", [f"checkpoint={garbage}"]))
+
+
+def test_main_prints_json_last_and_exits_2_on_user_error(capsys, monkeypatch):
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=3", "env.level=L0_minimal"]))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["episodes"] == 3
+    with pytest.raises(SystemExit) as e:
+        main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=-1"]))
+    assert e.value.code == 2
+    assert "episodes" in capsys.readouterr().err
