@@ -107,6 +107,11 @@ class Trainer:
         self.ep_return, self.ep_length, self.ep_entropy = z(), z(torch.long), z()
         self.totals = torch.zeros(4, device=self.device)  # episodes, lengths, returns, entropy
         self.episodes = 0
+        # Stage changes found on a GPU, read at log intervals: the latest per agent
+        # (from, to, survival, progress, entropy, episodes at stage) and how many.
+        self.events_each_step = self.device.type == "cpu"
+        self.pending_changes = torch.zeros(n, 6, device=self.device)
+        self.pending_count = z(torch.long)
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.final_survival = float("nan")
 
@@ -200,12 +205,18 @@ class Trainer:
         entropy = self.ep_entropy / length.clamp(min=1)
         self.totals += torch.stack([d.sum(), (length * d).sum(), (self.ep_return * d).sum(), (entropy * d).sum()])
         if self.curriculum is not None:
-            if self.device.type == "cpu":  # reading events is free on the CPU: log each one
+            if self.events_each_step:  # reading events is free on the CPU: log each one
                 for event in self.curriculum.record_episodes(done, self.ep_length, entropy=entropy,
                                                              returns=self.ep_return):
                     sink.event(self.global_step, "curriculum_stage_change", event.as_dict())
-            else:  # on a GPU stay sync-free; stage counts are logged at intervals
-                self.curriculum.record_episodes_tensor(done, self.ep_length, entropy=entropy, returns=self.ep_return)
+            else:  # on a GPU stay sync-free: keep each agent's latest change on the device
+                u = self.curriculum.record_episodes_tensor(done, self.ep_length, entropy=entropy,
+                                                           returns=self.ep_return)
+                changed = u.change != 0
+                rationale = torch.stack([u.from_stage.float(), (u.from_stage + u.change).float(), u.survival_rate,
+                                         u.learning_progress, entropy, u.episodes_at_stage.float()], 1)
+                self.pending_changes = torch.where(changed[:, None], rationale, self.pending_changes)
+                self.pending_count += changed.long()
             self._apply_difficulty()
         if self.annealer is not None:
             self.annealer.observe(self.ep_length, done)
@@ -247,6 +258,21 @@ class Trainer:
         if self.annealer is not None:
             m["charts/intrinsic_weight"] = self.annealer.weight
         sink.log(self.global_step, m)
+        self._log_pending_changes(sink)
+
+    def _log_pending_changes(self, sink: MetricsSink) -> None:
+        """Emit the stage changes buffered on the device since the last log (GPU path)."""
+        counts = self.pending_count.tolist()
+        rows = self.pending_changes.tolist()
+        for agent, count in enumerate(counts):
+            if count:
+                frm, to, rate, progress, entropy, episodes = rows[agent]
+                sink.event(self.global_step, "curriculum_stage_change", {
+                    "agent": agent, "from_stage": int(frm), "to_stage": int(to),
+                    "reason": "advance" if to > frm else "retreat", "survival_rate": rate,
+                    "learning_progress": progress, "entropy": entropy, "episodes_at_stage": int(episodes),
+                    "changes_since_last_log": count})
+        self.pending_count.zero_()
 
     # --- checkpoints ----------------------------------------------------------------------
 

@@ -83,7 +83,8 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
 
     # 7. clock; an interaction whose affordance has closed loses its progress.
     hour = (s.hour + 1) % 24 if p.temporal else s.hour
-    progress = xp.where(ops.lookup(p.open_at, current * 24 + hour), progress, 0)
+    if not ops.none(progress > 0):
+        progress = xp.where(ops.lookup(p.open_at, current * 24 + hour), progress, 0)
 
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)

@@ -483,3 +483,38 @@ def test_metrics_rows_use_cleanrl_names_against_env_steps(tmp_path):
     assert any("charts/episodic_length" in r for r in rows)
     assert rows[-1]["charts/updates"] == t.learner.updates
     assert rows[-1]["charts/episodes"] == t.episodes
+
+
+class _Events:
+    def __init__(self):
+        self.rows = []
+
+    def event(self, step, kind, data):
+        self.rows.append((step, kind, data))
+
+
+@pytest.mark.parametrize("each_step", [True, False])
+def test_stage_changes_are_logged_with_rationale_on_both_paths(tmp_path, each_step):
+    """CPU logs each change as it happens; the GPU path buffers it on the device and logs
+    it at the next interval. Both carry the numbers behind the decision."""
+    t = make_trainer(tmp_path, "minimal")
+    t.events_each_step = each_step
+    cu = t.curriculum
+    n = cu.num_agents
+    t.env.reset(seed=0)
+    sink = _Events()
+    # Every agent finishes a full-length episode, enough of them to be eligible.
+    for _ in range(cu.min_episodes):
+        t.ep_length = torch.full((n,), t.max_steps, dtype=torch.long)
+        t.ep_entropy = torch.zeros(n)
+        t._finish_episodes(torch.ones(n, dtype=torch.bool), sink)
+    if not each_step:
+        assert sink.rows == []
+        t._log_pending_changes(sink)
+    changes = [d for _, kind, d in sink.rows if kind == "curriculum_stage_change"]
+    assert sorted(d["agent"] for d in changes) == list(range(n))
+    for d in changes:
+        assert d["from_stage"] == 0 and d["to_stage"] == 1
+        assert d["survival_rate"] == pytest.approx(1.0)
+        assert d["episodes_at_stage"] >= cu.min_episodes
+    assert torch.equal(cu.stage, torch.ones(n, dtype=torch.long))
