@@ -65,15 +65,17 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     m[:, HEALTH] -= p.modulation[0] - p.modulation[1] * m[:, FITNESS]
 
     # 4. cascades, group by group, each reading the meters the previous group left; the
-    # edges of a group all read the same snapshot of their sources. Edge by edge (not a
-    # matrix product) so that numpy and torch round identically. With no meter below the
-    # threshold no group can fire, so the whole block may be skipped.
+    # edges of a group all read the same snapshot of their sources. Summed source by source
+    # with elementwise operations (not a matrix product), so numpy and torch round alike.
+    # With no meter below the threshold no group can fire, so the block may be skipped.
     thr = p.cascade_threshold
     if not ops.none(m < thr):
-        for sources, edges in p.cascades:
+        for sources, rows in p.cascades:
             pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
-            for target, slot, strength in edges:
-                m[:, target] -= strength * pressure[:, slot]
+            drain = pressure[:, 0:1] * rows[0]
+            for k in range(1, len(rows)):
+                drain = drain + pressure[:, k : k + 1] * rows[k]
+            m = m - drain
 
     # 5. clamp; 6. termination and truncation.
     m = ops.clip(m, 0.0, 1.0)

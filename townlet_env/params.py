@@ -62,7 +62,7 @@ class WorldParams:
     depletion: Any            # [8]
     modulation: tuple[float, float]  # health loss = [0] - [1] * fitness
     cascade_threshold: float
-    cascades: list            # per ordered group: (sources [k], edges [(target, source slot, strength)])
+    cascades: list            # per ordered group: (sources [k], strengths [k, 8] source -> target)
     cell_to_padded: Any       # [cells] index of a town cell in the padded grid
     observed_cells: Any       # [cells, K] padded indices seen from each cell
     position: Any             # [cells, 2] normalised (x, y)
@@ -113,8 +113,10 @@ class WorldParams:
         cascades = []
         for group in pack.cascade_groups:
             sources = sorted({METER[e.source] for e in group})
-            edges = [(METER[e.target], sources.index(METER[e.source]), e.strength) for e in group]
-            cascades.append((sources, edges))
+            strengths = np.zeros((len(sources), 8))
+            for e in group:
+                strengths[sources.index(METER[e.source]), METER[e.target]] += e.strength
+            cascades.append((sources, strengths))
 
         cell_to_padded = (ys + pad) * side + (xs + pad)
         if partial:
@@ -147,7 +149,8 @@ class WorldParams:
             depletion=ops.asarray(_vec(pack.depletion), f32),
             modulation=_modulation(pack.modulation),
             cascade_threshold=pack.cascade_threshold,
-            cascades=[(ops.asarray(src, i64), edges) for src, edges in cascades],
+            cascades=[(ops.asarray(src, i64), [ops.asarray(row, f32)[None, :] for row in s])
+                      for src, s in cascades],
             cell_to_padded=ops.asarray(cell_to_padded, i64),
             observed_cells=ops.asarray(observed, i64),
             position=ops.asarray(position, f32),
