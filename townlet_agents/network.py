@@ -83,26 +83,28 @@ def _zero_where(state: State, reset: Tensor | None) -> State:
     return tuple(s * keep for s in state)
 
 
-class RecurrentQNetwork(nn.Module):
-    """Encoders -> Linear+ReLU -> LSTM -> Q head over `num_actions`."""
+class _QNetwork(nn.Module):
+    """What both Q-networks share: the per-part encoder and the Q head; subclasses add
+    the torso between them."""
 
-    is_recurrent = True
-
-    def __init__(
-        self,
-        layout: ObsLayout,
-        num_actions: int = 6,
-        hidden_size: int = 128,
-        encoder_size: int = 64,
-    ):
+    def __init__(self, layout: ObsLayout, num_actions: int, hidden_size: int, encoder_size: int):
         super().__init__()
         self.layout = layout
         self.num_actions = num_actions
         self.hidden_size = hidden_size
         self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
+        self.q_head = nn.Linear(hidden_size, num_actions)
+
+
+class RecurrentQNetwork(_QNetwork):
+    """Encoders -> Linear+ReLU -> LSTM -> Q head over `num_actions`."""
+
+    is_recurrent = True
+
+    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64):
+        super().__init__(layout, num_actions, hidden_size, encoder_size)
         self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
         self.lstm = nn.LSTM(hidden_size, hidden_size, batch_first=False)
-        self.q_head = nn.Linear(hidden_size, num_actions)
 
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
         zeros = torch.zeros(batch, self.hidden_size, device=device)
@@ -153,7 +155,7 @@ class RecurrentQNetwork(nn.Module):
         return self.q_head(torch.cat(outs, dim=0)), state
 
 
-class FeedForwardQNetwork(nn.Module):
+class FeedForwardQNetwork(_QNetwork):
     """Encoders -> two Linear+ReLU -> Q head; stateless, for full observability.
 
     State convention: every method accepts any state (ignored) and returns `()`.
@@ -161,25 +163,12 @@ class FeedForwardQNetwork(nn.Module):
 
     is_recurrent = False
 
-    def __init__(
-        self,
-        layout: ObsLayout,
-        num_actions: int = 6,
-        hidden_size: int = 128,
-        encoder_size: int = 64,
-    ):
-        super().__init__()
-        self.layout = layout
-        self.num_actions = num_actions
-        self.hidden_size = hidden_size
-        self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
+    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64):
+        super().__init__(layout, num_actions, hidden_size, encoder_size)
         self.torso = nn.Sequential(
-            nn.Linear(self.encoder.out_size, hidden_size),
-            nn.ReLU(),
-            nn.Linear(hidden_size, hidden_size),
-            nn.ReLU(),
+            nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU(),
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(),
         )
-        self.q_head = nn.Linear(hidden_size, num_actions)
 
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
         return ()
