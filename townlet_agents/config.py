@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
@@ -341,3 +342,23 @@ class EvalConfig:
 
 def register_eval_configs() -> None:
     ConfigStore.instance().store(name="evaluate_schema", node=EvalConfig)
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose(*overrides: str, config_name: str = "config"):
+    """The config the CLI would build from these overrides, composed in Python (for
+    notebooks and tests): `compose("+experiment=pomdp", "agent.lr=3e-4")`."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_configs()
+    register_eval_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()

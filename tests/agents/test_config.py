@@ -3,13 +3,9 @@ types refused naming the key (TRAPS 23), value ranges checked before training, d
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
 from townlet_agents.config import (
@@ -17,25 +13,12 @@ from townlet_agents.config import (
     Level,
     NetworkKind,
     check_config,
-    register_configs,
+    compose,
     resolve_device,
 )
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-
-
-@contextmanager
-def _hydra():
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
 def compose_config(*overrides: str):
-    with _hydra():
-        return compose("config", overrides=list(overrides))
+    return compose(*overrides)
 
 
 # ------------------------------------------------------------------------- composition

@@ -7,28 +7,19 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from townlet_agents.checkpoint import CheckpointError
-from townlet_agents.config import ConfigError, register_configs, register_eval_configs
+from townlet_agents.config import ConfigError, compose
 from townlet_agents.evaluate import evaluate, main
 from townlet_agents.trainer import Trainer
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 TINY = ["env.num_envs=4", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16", "agent.encoder_size=8",
         "agent.batch_size=4", "agent.learning_starts=200", "wandb.mode=disabled", "train.progress_bar=false",
         "train.total_env_steps=600", "train.log_every_env_steps=300"]
 
 
 def _compose(name: str, overrides: list[str]):
-    register_configs()
-    register_eval_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(name, overrides=overrides)
-    GlobalHydra.instance().clear()
-    return cfg
+    return compose(*overrides, config_name=name)
 
 
 @pytest.fixture(scope="module")

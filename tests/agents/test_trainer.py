@@ -6,22 +6,18 @@ CleanRL-style metrics."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import get_type_hints
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
 from townlet_agents.acting import Actor
 from townlet_agents.checkpoint import CheckpointError, load_checkpoint
-from townlet_agents.config import Config, register_configs
+from townlet_agents.config import Config, compose
 from townlet_agents.trainer import Trainer, make_env
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 TINY = [
     "env.num_envs=4", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16", "agent.encoder_size=8",
@@ -37,18 +33,8 @@ def _no_wandb(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")  # the variable wins over the config
 
 
-@contextmanager
-def _hydra():
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        yield
-    GlobalHydra.instance().clear()
-
-
 def compose_config(*overrides: str):
-    with _hydra():
-        return compose("config", overrides=list(overrides))
+    return compose(*overrides)
 
 
 def make_trainer(run_dir: Path, experiment: str = "pomdp", *overrides: str) -> Trainer:
