@@ -134,6 +134,7 @@ class Trainer:
         updates_per_env_step = a.replay_ratio / (a.batch_size * a.seq_len)
         start, sps_step, sps_time = time.time(), self.global_step, time.time()
         zeros = torch.zeros(n, device=self.device)
+        finished = False
         try:
             while self.global_step < cfg.train.total_env_steps:
                 # 1. act: one forward pass for all agents, masked epsilon-greedy.
@@ -176,10 +177,14 @@ class Trainer:
                     self.next_checkpoint += cfg.checkpoint.every_env_steps
                 if cfg.train.max_wall_minutes and time.time() - start >= 60 * cfg.train.max_wall_minutes:
                     break
-            if self.global_step > sps_step:  # a last row for the steps since the last log
-                self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
+            finished = True
         finally:
+            # Checkpoint before the closing row: the row consumes the since-last-log
+            # accumulators, which a resumed run must still have to log what a run that
+            # never stopped would.
             self.checkpoint(final=True)
+            if finished and self.global_step > sps_step:  # a last row for the steps since the last log
+                self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
             sink.close()
         return self.final_survival
 
