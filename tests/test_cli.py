@@ -122,3 +122,71 @@ def test_multirun_sweep_gives_one_complete_run_per_job(tmp_path):
         assert list((sweep / job / "wandb").glob("offline-run-*"))
     seeds = [torch.load(sweep / j / "checkpoints" / "latest.pt", weights_only=True)["config"]["seed"] for j in jobs]
     assert seeds == [0, 1]
+
+
+# ------------------------------------------------------------------ reliability (issue 4)
+
+@pytest.mark.parametrize("override, named", [
+    ("env.level=L9", "env.level"),            # unknown level: refused at composition
+    ("+experiment=nope", "experiment/nope"),  # unknown experiment
+    ("agent.lr=abc", "agent.lr"),             # wrong type
+    ("agent.gamma=0", "agent.gamma"),         # out of range: refused before training
+    ("device=bogus", "device"),               # unknown device string
+])
+def test_bad_values_fail_before_training_naming_the_key(tmp_path, override, named):
+    assert_user_error(train(*TINY, override, f"hydra.run.dir={tmp_path}"), named)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "metrics.jsonl").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_cuda_is_refused(tmp_path):
+    assert_user_error(train(*TINY, "device=cuda", f"hydra.run.dir={tmp_path}"), "no CUDA device")
+
+
+def test_newer_and_misfitting_checkpoints_are_refused(trained, tmp_path):
+    payload = torch.load(trained / "checkpoints" / "latest.pt", weights_only=True)
+    payload["version"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    assert_user_error(train(*TINY, f"resume={newer}", f"hydra.run.dir={tmp_path / 'a'}"), "newer")
+    assert_user_error(evaluate(tmp_path / "e", f"checkpoint={newer}"), "newer")
+    latest = trained / "checkpoints" / "latest.pt"
+    assert_user_error(train(*TINY, "agent.hidden_size=32", f"resume={latest}", f"hydra.run.dir={tmp_path / 'b'}"),
+                      "does not fit")
+
+
+def test_kill_9_then_resume_continues_the_run(tmp_path):
+    """SIGKILL at an arbitrary moment: the newest checkpoint still loads, and resuming it
+    continues counters, curriculum and epsilon from there."""
+    import signal
+    import time
+
+    from townlet_agents.checkpoint import load_checkpoint
+
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(WANDB_MODE="disabled", PYTHONPATH=str(REPO))
+    run_dir = tmp_path / "killed"
+    args = [*TINY, "train.total_env_steps=100000000", "checkpoint.every_env_steps=400", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "townlet_agents.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 90
+    while time.time() < deadline and len(list((run_dir / "checkpoints").glob("step_*.pt"))) < 2:
+        time.sleep(0.2)
+    time.sleep(0.37)  # somewhere between checkpoints, possibly mid-write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+    saved = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    step = saved["counters"]["global_step"]
+    assert step >= 800
+    resumed_dir = tmp_path / "resumed"
+    assert_ok(train(*TINY, f"train.total_env_steps={step + 1000}", f"resume={run_dir / 'checkpoints' / 'latest.pt'}",
+                    f"hydra.run.dir={resumed_dir}"))
+    final = load_checkpoint(resumed_dir / "checkpoints" / "latest.pt")
+    assert final["counters"]["global_step"] >= step + 1000
+    assert final["counters"]["updates"] > saved["counters"]["updates"]
+    assert final["counters"]["episodes"] >= saved["counters"]["episodes"]
+    assert metrics(resumed_dir)[0]["global_step"] > step
+    # Epsilon carries on down the schedule (minimal: 1.0 -> 0.05 over 60k env steps).
+    first = metrics(resumed_dir)[0]
+    assert first["charts/epsilon"] == pytest.approx(1.0 - 0.95 * (first["global_step"] - 4) / 60000, abs=1e-4)
