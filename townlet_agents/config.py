@@ -164,6 +164,12 @@ class TrainConfig:
     """torch.set_num_threads. On a 2-core machine 2 threads measured 1.15x faster for pomdp (scripts/bench_train.py); keep 1 when running parallel sweep jobs."""
     progress_bar: bool = True
     """Show a console progress bar."""
+    final_eval_episodes: int = 0
+    """Greedy episodes at full difficulty after training, on a seed apart from training's; their mean survival is what train() returns (the sweep objective). 0 = skip."""
+    final_eval_seed: int = 12345
+    """Seed of the final evaluation's towns (keep it apart from training seeds)."""
+    compile: bool = False
+    """torch.compile the network forward passes used by acting and learning; measured in docs/scaling.md ("torch.compile")."""
 
 
 @dataclass
@@ -274,6 +280,7 @@ def check_config(cfg) -> None:
     _check(cu.retreat_survival <= cu.advance_survival, "curriculum.retreat_survival",
            "must not exceed curriculum.advance_survival")
     _check(t.max_wall_minutes >= 0, "train.max_wall_minutes", f"must be >= 0, got {t.max_wall_minutes}")
+    _check(t.final_eval_episodes >= 0, "train.final_eval_episodes", f"must be >= 0, got {t.final_eval_episodes}")
     if cfg.env.layout_seed is not None:
         _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
     resolve_device(cfg.device)
@@ -307,6 +314,7 @@ def register_configs() -> None:
 class Policy(str, Enum):
     checkpoint = "checkpoint"
     random = "random"
+    oracle = "oracle"
 
 
 @dataclass

@@ -26,14 +26,19 @@ def _pick(override, saved, default=None):
     return value if value is not None else (saved if saved is not None else default)
 
 
-def run_episodes(env, policy, max_steps: int, video_frames: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Step until every town has finished one episode; returns survival and returns [N]."""
-    obs, info = env.reset(seed=env._eval_seed)
+def run_episodes(env, policy, seed: int, video_frames: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Step until every town has finished one episode; returns survival and returns [N].
+
+    `policy(obs, action_mask) -> actions`; towns are reset with `seed` and run at whatever
+    difficulty the env holds (a fresh env: full, 1.0), for at most the level's step limit.
+    The trainer's final evaluation calls this too, so both measure survival the same way.
+    """
+    obs, info = env.reset(seed=seed)
     n = env.num_envs
     done_once = torch.zeros(n, dtype=torch.bool, device=env.device)
     survival = torch.zeros(n, dtype=torch.long, device=env.device)
     returns = torch.zeros(n, device=env.device)
-    for _ in range(max_steps):
+    for _ in range(env.params.max_steps):
         if video_frames is not None and not bool(done_once[0]):
             video_frames.append(env.render())
         action = policy(obs, info["action_mask"])
@@ -75,7 +80,6 @@ def evaluate(cfg) -> dict:
         layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
         render_mode="rgb_array" if cfg.video else None,
     )
-    env._eval_seed = cfg.seed
     if payload is not None:
         from omegaconf import OmegaConf
 
@@ -91,6 +95,10 @@ def evaluate(cfg) -> dict:
         net.eval()
         actor = Actor(net, cfg.episodes, device)
         policy = actor.greedy
+    elif policy_kind == "oracle":
+        from .oracle import OraclePolicy
+
+        policy = OraclePolicy(env)
     else:
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
 
@@ -99,7 +107,7 @@ def evaluate(cfg) -> dict:
             return scores.argmax(dim=-1)
 
     frames: list | None = [] if cfg.video else None
-    survival, returns = run_episodes(env, policy, env.params.max_steps, frames)
+    survival, returns = run_episodes(env, policy, cfg.seed, frames)
     if frames:
         _write_video(cfg.video, frames)
     return {

@@ -53,6 +53,14 @@ def _value(x):
     return getattr(x, "value", x)
 
 
+def compile_network(net) -> None:
+    """torch.compile, in place, the two passes training runs: `step` (acting, one step for
+    all agents) and `forward` (the learner's sequence unrolls). Weights and state_dict are
+    untouched, so checkpoints do not know whether a run compiled."""
+    net.forward = torch.compile(net.forward)
+    net.step = torch.compile(net.step)
+
+
 def layout_record(layout) -> dict:
     """The observation layout as plain data (stored in checkpoints, compared on resume)."""
     return {"one_hot": layout.one_hot,
@@ -78,6 +86,9 @@ class Trainer:
             loss=_value(a.loss), max_grad_norm=a.grad_clip, target_update_period=a.target_update_every,
             target_tau=a.tau, intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
         ))
+        if cfg.train.compile:  # after the Learner's deepcopy: each network compiles its own methods
+            compile_network(self.learner.online)
+            compile_network(self.learner.target)
         self.replay = SequenceReplay(max(a.replay_capacity, n), n, a.seq_len, self.layout.size, NUM_ACTIONS,
                                      a.hidden_size, self.device, recurrent=self.recurrent,
                                      priority_exponent=a.priority_alpha)
@@ -114,6 +125,7 @@ class Trainer:
         self.pending_count = z(torch.long)
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.final_survival = float("nan")
+        self.final_eval_survival = float("nan")
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -185,8 +197,36 @@ class Trainer:
             self.checkpoint(final=True)
             if finished and self.global_step > sps_step:  # a last row for the steps since the last log
                 self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
+            if finished and cfg.train.final_eval_episodes > 0:
+                self.final_eval_survival = self.final_evaluation(sink)
             sink.close()
-        return self.final_survival
+        return self.final_eval_survival if cfg.train.final_eval_episodes > 0 else self.final_survival
+
+    def final_evaluation(self, sink: MetricsSink | None = None) -> float:
+        """Greedy episodes of the online network at full difficulty (multiplier 1.0), one
+        fresh town per episode on `train.final_eval_seed`, measured by the same loop as
+        `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
+        objective a sweeper maximises: unlike the training survival it is free of
+        epsilon and curriculum)."""
+        from .evaluate import run_episodes
+
+        t = self.cfg.train
+        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes)
+        env.set_difficulty(torch.ones(t.final_eval_episodes))
+        net = self.learner.online
+        was_training = net.training
+        net.eval()
+        try:
+            survival, returns = run_episodes(env, Actor(net, t.final_eval_episodes, self.device).greedy,
+                                             seed=t.final_eval_seed)
+        finally:
+            net.train(was_training)
+            env.close()
+        mean = float(survival.mean())
+        if sink is not None:
+            sink.log(self.global_step, {"eval/mean_survival": mean, "eval/median_survival": float(np.median(survival)),
+                                        "eval/mean_return": float(returns.mean()), "eval/episodes": len(survival)})
+        return mean
 
     def _learn(self) -> None:
         a = self.cfg.agent

@@ -392,7 +392,9 @@ WIRING = {
 # Read outside the Trainer's components; each is tested elsewhere in this file or in test_cli.py.
 NOT_WIRED_HERE = {"seed", "device", "resume", "train.total_env_steps", "train.max_wall_minutes",
                   "train.progress_bar", "checkpoint.save_replay", "checkpoint.keep", "wandb.mode",
-                  "wandb.project", "wandb.entity", "wandb.group", "wandb.tags"}
+                  "wandb.project", "wandb.entity", "wandb.group", "wandb.tags",
+                  # tested by their own tests below:
+                  "train.final_eval_episodes", "train.final_eval_seed", "train.compile"}
 
 
 def _schema_keys(schema=Config, prefix="") -> set[str]:
@@ -512,3 +514,77 @@ def test_stage_changes_are_logged_with_rationale_on_both_paths(tmp_path, each_st
         assert d["survival_rate"] == pytest.approx(1.0)
         assert d["episodes_at_stage"] >= cu.min_episodes
     assert torch.equal(cu.stage, torch.ones(n, dtype=torch.long))
+
+
+# ------------------------------------------------- final evaluation: the run's objective
+
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_final_evaluation_is_what_train_returns_and_matches_the_evaluate_cli(tmp_path):
+    """train() returns the greedy full-difficulty mean survival, logs it as eval/*, and gets
+    the same numbers as `python -m townlet_agents.evaluate` on the final checkpoint."""
+    from townlet_agents.evaluate import evaluate
+
+    t = make_trainer(tmp_path, "minimal", "train.total_env_steps=400", "train.final_eval_episodes=3",
+                     "train.final_eval_seed=77")
+    result = t.train()
+    evals = [r for r in _rows(tmp_path) if "eval/mean_survival" in r]
+    assert len(evals) == 1
+    row = evals[0]
+    assert row["global_step"] == t.global_step and row["eval/episodes"] == 3
+    assert result == pytest.approx(row["eval/mean_survival"])
+    assert 1 <= result <= t.max_steps
+    cli = evaluate(compose("checkpoint=" + str(tmp_path / "checkpoints" / "latest.pt"), "episodes=3", "seed=77",
+                           "device=cpu", config_name="evaluate"))
+    assert cli["mean_survival"] == pytest.approx(result)
+    assert cli["median_survival"] == pytest.approx(row["eval/median_survival"])
+
+
+def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(tmp_path, monkeypatch):
+    import townlet_agents.evaluate as evaluate_module
+
+    seen = {}
+    real = evaluate_module.run_episodes
+
+    def recording(env, policy, seed, video_frames=None):
+        seen["seed"], seen["num_envs"] = seed, env.num_envs
+        survival, returns = real(env, policy, seed, video_frames)
+        seen["multiplier"] = env.state.multiplier.clone()
+        return survival, returns
+
+    monkeypatch.setattr(evaluate_module, "run_episodes", recording)
+    # Training keeps every agent at curriculum stage 0 (multiplier 0.2) ...
+    t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=5",
+                     "curriculum.min_episodes=100000")
+    t.train()
+    assert t.env.state.multiplier.tolist() == pytest.approx([0.2] * t.cfg.env.num_envs)
+    # ... the evaluation does not: fresh towns at 1.0, seeded apart from training.
+    assert seen["seed"] == 12345 and seen["num_envs"] == 5
+    assert seen["multiplier"].tolist() == pytest.approx([1.0] * 5)
+    assert t.learner.online.training  # back in training mode afterwards
+
+
+def test_without_final_evaluation_train_returns_the_training_survival(tmp_path):
+    t = make_trainer(tmp_path, "minimal", "train.total_env_steps=4000")
+    result = t.train()
+    rows = _rows(tmp_path)
+    assert not any(k.startswith("eval/") for r in rows for k in r)
+    lengths = [r["charts/episodic_length"] for r in rows if "charts/episodic_length" in r]
+    assert lengths and result == pytest.approx(lengths[-1])
+
+
+# Read after training (final evaluation, tested above) or only wrapping methods (below).
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_compile_wraps_each_networks_own_acting_and_learning_passes(tmp_path, compile_):
+    t = make_trainer(tmp_path, "pomdp", f"train.compile={str(compile_).lower()}")
+    online, target = t.learner.online, t.learner.target
+    for net in (online, target):  # instance attributes shadow the class methods only when compiled
+        assert ("forward" in vars(net)) == compile_ and ("step" in vars(net)) == compile_
+    if compile_:  # the target's compiled forward runs the target, not the online network
+        assert vars(target)["forward"] is not vars(online)["forward"]
+        assert t.actor.net is online
+    assert set(t.learner.state_dict()["online"]) == set(online.state_dict())  # checkpoints unchanged
