@@ -83,17 +83,33 @@ def _zero_where(state: State, reset: Tensor | None) -> State:
     return tuple(s * keep for s in state)
 
 
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A). With a survival reward every action's value is close to the
+    state's value (~1 / (1 - gamma)) and the differences that matter are a fraction of a
+    step; learning V and the advantages apart keeps those differences resolvable."""
+
+    def __init__(self, hidden_size: int, num_actions: int):
+        super().__init__()
+        self.value = nn.Linear(hidden_size, 1)
+        self.advantage = nn.Linear(hidden_size, num_actions)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.advantage(x)
+        return self.value(x) + a - a.mean(dim=-1, keepdim=True)
+
+
 class _QNetwork(nn.Module):
     """What both Q-networks share: the per-part encoder and the Q head; subclasses add
     the torso between them."""
 
-    def __init__(self, layout: ObsLayout, num_actions: int, hidden_size: int, encoder_size: int):
+    def __init__(self, layout: ObsLayout, num_actions: int, hidden_size: int, encoder_size: int,
+                 dueling: bool = False):
         super().__init__()
         self.layout = layout
         self.num_actions = num_actions
         self.hidden_size = hidden_size
         self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
-        self.q_head = nn.Linear(hidden_size, num_actions)
+        self.q_head = DuelingHead(hidden_size, num_actions) if dueling else nn.Linear(hidden_size, num_actions)
 
 
 class RecurrentQNetwork(_QNetwork):
@@ -101,8 +117,9 @@ class RecurrentQNetwork(_QNetwork):
 
     is_recurrent = True
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64):
-        super().__init__(layout, num_actions, hidden_size, encoder_size)
+    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+                 dueling: bool = False):
+        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling)
         self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
         self.lstm = nn.LSTM(hidden_size, hidden_size, batch_first=False)
 
@@ -163,8 +180,9 @@ class FeedForwardQNetwork(_QNetwork):
 
     is_recurrent = False
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64):
-        super().__init__(layout, num_actions, hidden_size, encoder_size)
+    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+                 dueling: bool = False):
+        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling)
         self.torso = nn.Sequential(
             nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, hidden_size), nn.ReLU(),

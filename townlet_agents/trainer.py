@@ -46,7 +46,9 @@ def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVecto
 def make_network(cfg, layout, device):
     a = cfg.agent
     cls = RecurrentQNetwork if _value(a.network) == "recurrent" else FeedForwardQNetwork
-    return cls(layout, NUM_ACTIONS, hidden_size=a.hidden_size, encoder_size=a.encoder_size).to(device)
+    # A checkpoint's config from before `agent.dueling` existed describes a plain Q head.
+    return cls(layout, NUM_ACTIONS, hidden_size=a.hidden_size, encoder_size=a.encoder_size,
+               dueling=a.get("dueling", False)).to(device)
 
 
 def _value(x):

@@ -114,3 +114,25 @@ def test_feedforward_ignores_state_and_reset():
     q2, _ = net.step(obs, None, None)
     torch.testing.assert_close(q, q2)
     assert state == ()
+
+
+def test_dueling_head_is_value_plus_centred_advantage():
+    from townlet_agents.network import DuelingHead
+
+    head = DuelingHead(2, 3)
+    with torch.no_grad():
+        head.value.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        head.value.bias.zero_()
+        head.advantage.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+        head.advantage.bias.zero_()
+    q = head(torch.tensor([[2.0, 3.0]]))
+    # V = 2, A = (2, 3, 0), mean A = 5/3  ->  Q = 2 + A - 5/3
+    torch.testing.assert_close(q, torch.tensor([[2 + 2 - 5 / 3, 2 + 3 - 5 / 3, 2 - 5 / 3]]))
+
+
+def test_dueling_networks_have_the_same_interface():
+    layout = LAYOUTS["pomdp"]
+    for cls in (RecurrentQNetwork, FeedForwardQNetwork):
+        net = cls(layout, hidden_size=16, encoder_size=8, dueling=True)
+        q, _ = net.step(torch.zeros(4, layout.size), net.initial_state(4))
+        assert q.shape == (4, 6)
