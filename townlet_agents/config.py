@@ -84,6 +84,12 @@ class AgentConfig:
     """Adam epsilon."""
     gamma: float = 0.99
     """Discount factor, in (0, 1]."""
+    reward_scale: Optional[float] = None
+    """Multiplies rewards in the TD target; null = 1 - gamma, which puts the value of
+    "+1 per step forever" at 1. Adam moves outputs by roughly lr-sized steps, so values of
+    order 1 / (1 - gamma) = 100 took thousands of updates just to reach their scale, and
+    meanwhile every state looked alike (on L0, Q at one step before death was within 10%
+    of Q at the start). Logged q_values are in scaled units."""
     n_step: int = 3
     """Steps of the n-step return."""
     seq_len: int = 16
@@ -261,6 +267,8 @@ def check_config(cfg) -> None:
     _check(a.seq_len % 2 == 0, "agent.seq_len", f"must be even (sequences overlap by half), got {a.seq_len}")
     _check(0 <= a.burn_in < a.seq_len, "agent.burn_in", f"must be in [0, seq_len), got {a.burn_in}")
     _check(0.0 < a.gamma <= 1.0, "agent.gamma", f"must be in (0, 1], got {a.gamma}")
+    _check(a.reward_scale is None or a.reward_scale > 0, "agent.reward_scale",
+           f"must be > 0 (or null for 1 - gamma), got {a.reward_scale}")
     _check(a.lr > 0, "agent.lr", f"must be > 0, got {a.lr}")
     _check(a.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {a.adam_eps}")
     _check(a.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {a.replay_ratio}")
@@ -357,6 +365,13 @@ def register_eval_configs() -> None:
 
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def reward_scale(agent: AgentConfig) -> float:
+    """`agent.reward_scale`, with null resolved to 1 - gamma (1 when gamma is 1)."""
+    if agent.reward_scale is not None:
+        return float(agent.reward_scale)
+    return 1.0 - agent.gamma if agent.gamma < 1.0 else 1.0
 
 
 def compose(*overrides: str, config_name: str = "config"):

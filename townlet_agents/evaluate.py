@@ -113,6 +113,8 @@ def evaluate(cfg) -> dict:
     return {
         "policy": policy_kind,
         "level": level,
+        "layout_mode": env.pack.layout_mode,
+        "reward_mode": env.pack.reward_mode,
         "episodes": int(cfg.episodes),
         "seed": int(cfg.seed),
         "mean_survival": float(survival.mean()),

@@ -52,6 +52,10 @@ class LearnerConfig:
     """Hard target update every this many updates (used when target_tau is 0)."""
     target_tau: float = 0.0
     """Polyak factor: target <- (1 - tau) target + tau online after every update; 0 = hard."""
+    reward_scale: float = 1.0
+    """Rewards (extrinsic + weighted intrinsic) are multiplied by this in the TD target, so
+    Q-values come out in scaled units. The greedy policy is unchanged by a positive scale;
+    what changes is how fast Adam can move the outputs to the right size (see AgentConfig)."""
     intrinsic_weight: float = 0.0
     """Initial weight of the intrinsic reward (the trainer may anneal `Learner.intrinsic_weight`)."""
     priority_eta: float = 0.9
@@ -69,6 +73,7 @@ class LearnerConfig:
             "max_grad_norm": self.max_grad_norm > 0,
             "target_update_period": self.target_update_period >= 1,
             "target_tau": 0 <= self.target_tau <= 1,
+            "reward_scale": self.reward_scale > 0,
             "priority_eta": 0 <= self.priority_eta <= 1,
         }
         for name, ok in checks.items():
@@ -157,12 +162,13 @@ def sequence_td(
     n_step: int,
     burn_in: int,
     intrinsic_weight: float | Tensor,
+    reward_scale: float = 1.0,
 ) -> SequenceTD:
     """Unroll both networks over a replay batch and build Q(s_t, a_t) and its target."""
     L = batch["action"].shape[1]
     if burn_in >= L:
         raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence length ({L})")
-    reward = batch["reward_ext"] + intrinsic_weight * batch["reward_int"]  # the only place
+    reward = reward_scale * (batch["reward_ext"] + intrinsic_weight * batch["reward_int"])  # the only place
     state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
 
     q_online = unroll(online, batch["obs"], state, burn_in)
@@ -240,7 +246,8 @@ class Learner:
         """
         cfg = self.config
         td = sequence_td(
-            self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight
+            self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
+            cfg.reward_scale,
         )
         loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
 

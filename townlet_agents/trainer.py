@@ -17,7 +17,7 @@ from townlet_env import TownletVectorEnv
 
 from .acting import Actor, masked_entropy
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import check_config, resolve_device
+from .config import check_config, resolve_device, reward_scale
 from .curriculum import Curriculum
 from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
 from .learner import Learner, LearnerConfig
@@ -86,7 +86,8 @@ class Trainer:
         self.learner = Learner(online, config=LearnerConfig(
             lr=a.lr, adam_eps=a.adam_eps, gamma=a.gamma, n_step=a.n_step, burn_in=a.burn_in,
             loss=_value(a.loss), max_grad_norm=a.grad_clip, target_update_period=a.target_update_every,
-            target_tau=a.tau, intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
+            target_tau=a.tau, reward_scale=reward_scale(a),
+            intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
         ))
         if cfg.train.compile:  # after the Learner's deepcopy: each network compiles its own methods
             compile_network(self.learner.online)

@@ -231,6 +231,29 @@ def test_intrinsic_weight_is_applied_exactly_once():
     torch.testing.assert_close(diff2, expected)
 
 
+def test_reward_scale_multiplies_the_rewards_not_the_bootstrap():
+    """TD(0), gamma 0.5: target_t = scale * r_t + 0.5 * Q_target(o_t+1). Scaling by 0.1
+    changes the targets by (0.1 - 1) * r_t, where r_t = ext + w * int."""
+    online, target = make_nets()
+    batch = make_batch()
+    batch["reward_ext"].fill_(1.0)
+    batch["reward_int"][0, 3] = 2.0
+    plain = sequence_td(online, target, batch, 0.5, 1, 0, 0.5).targets
+    scaled = sequence_td(online, target, batch, 0.5, 1, 0, 0.5, reward_scale=0.1).targets
+    reward = torch.where(batch["valid"], batch["reward_ext"] + 0.5 * batch["reward_int"], 0.0)
+    torch.testing.assert_close(scaled - plain, -0.9 * reward)
+
+
+def test_reward_scale_default_is_one_minus_gamma():
+    from townlet_agents.config import AgentConfig, reward_scale
+
+    assert reward_scale(AgentConfig(gamma=0.99)) == pytest.approx(0.01)
+    assert reward_scale(AgentConfig(gamma=1.0)) == 1.0  # undiscounted: no natural scale
+    assert reward_scale(AgentConfig(gamma=0.99, reward_scale=0.5)) == 0.5
+    with pytest.raises(ValueError, match="reward_scale"):
+        LearnerConfig(reward_scale=0.0)
+
+
 # ---------------------------------------------------------------------- Learner
 
 
