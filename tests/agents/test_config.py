@@ -10,6 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from townlet_agents.config import (
     ConfigError,
+    LayoutMode,
     Level,
     NetworkKind,
     check_config,
@@ -25,9 +26,10 @@ def compose_config(*overrides: str):
 
 EXPERIMENTS = {
     # experiment: (level, network, seq_len, burn_in)
-    "minimal": (Level.L0_minimal, NetworkKind.feedforward, 8, 0),
-    "full_obs": (Level.L1_full_observability, NetworkKind.feedforward, 8, 0),
+    "minimal": (Level.L0_minimal, NetworkKind.feedforward, 16, 0),
+    "full_obs": (Level.L1_full_observability, NetworkKind.feedforward, 16, 0),
     "pomdp": (Level.L2_partial_observability, NetworkKind.recurrent, 16, 4),
+    "pomdp_random_layout": (Level.L2_partial_observability, NetworkKind.recurrent, 16, 4),
     "temporal": (Level.L3_temporal_mechanics, NetworkKind.recurrent, 16, 4),
 }
 
@@ -40,6 +42,13 @@ def test_each_experiment_composes_with_its_level_and_network(experiment):
     assert cfg.agent.network == network
     assert (cfg.agent.seq_len, cfg.agent.burn_in) == (seq_len, burn_in)
     check_config(cfg)  # every shipped experiment is valid as it stands
+
+
+def test_random_layout_is_pomdp_with_a_layout_per_episode():
+    random_layout, pomdp = compose_config("+experiment=pomdp_random_layout"), compose_config("+experiment=pomdp")
+    assert random_layout.env.layout_mode == LayoutMode.per_episode
+    random_layout.env.layout_mode = pomdp.env.layout_mode
+    assert random_layout == pomdp  # everything else inherited, so the two results compare
 
 
 def test_defaults_without_experiment_are_the_schema_defaults():

@@ -32,12 +32,14 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_random_policy_needs_no_checkpoint():
     out = evaluate(_compose("evaluate", ["policy=random", "episodes=8", "env.level=L0_minimal"]))
     assert out["policy"] == "random" and out["episodes"] == 8 and out["level"] == "L0_minimal"
+    assert out["layout_mode"] == "shared" and out["reward_mode"] == "survival"  # the pack's defaults
     assert 0 < out["min_survival"] <= out["median_survival"] <= out["max_survival"] <= out["step_limit"]
 
 
 def test_checkpoint_policy_uses_the_checkpoints_level_at_full_difficulty(checkpoint):
     out = evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=6"]))
     assert out["level"] == "L0_minimal" and out["episodes"] == 6
+    assert out["layout_mode"] == "shared"  # resolved from the checkpoint's config, for baselines to match
     # L0 without income at multiplier 1.0: nobody reaches the 1000-step limit.
     assert out["reached_limit"] == 0.0 and out["max_survival"] < out["step_limit"]
 
