@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--results", default=str(ROOT / "results" / "learning.jsonl"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # overrides may follow the options
     minutes, target = BUDGETS[args.experiment]
     minutes = args.minutes or minutes
 
