@@ -24,6 +24,7 @@ TINY = [
     "agent.batch_size=4", "agent.learning_starts=200", "agent.replay_capacity=1024",
     "wandb.mode=disabled", "train.progress_bar=false", "train.log_every_env_steps=500",
     "checkpoint.every_env_steps=1000000",
+    "curriculum.enabled=true",  # the experiments turn it off; these tests exercise it
 ]
 WAIT = 5  # townlet_env.ACTIONS index of WAIT
 
@@ -354,6 +355,7 @@ WIRING = {
     "agent.adam_eps": ("agent.adam_eps=3e-6", lambda t: [g["eps"] for g in t.learner.optimizer.param_groups], [3e-6]),
     "agent.gamma": ("agent.gamma=0.97", lambda t: t.learner.config.gamma, 0.97),
     "agent.n_step": ("agent.n_step=2", lambda t: t.learner.config.n_step, 2),
+    "agent.reward_scale": ("agent.reward_scale=0.5", lambda t: t.learner.config.reward_scale, 0.5),
     "agent.seq_len": ("agent.seq_len=10", lambda t: (t.replay.seq_len, t.cfg.agent.seq_len), (10, 10)),
     "agent.burn_in": ("agent.burn_in=3", lambda t: t.learner.config.burn_in, 3),
     "agent.batch_size": None,
