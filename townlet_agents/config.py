@@ -88,8 +88,8 @@ class AgentConfig:
     """Multiplies rewards in the TD target; null = 1 - gamma, which puts the value of
     "+1 per step forever" at 1. Adam moves outputs by roughly lr-sized steps, so values of
     order 1 / (1 - gamma) = 100 took thousands of updates just to reach their scale, and
-    meanwhile every state looked alike (on L0, Q at one step before death was within 10%
-    of Q at the start). Logged q_values are in scaled units."""
+    meanwhile every state looked alike (on L0, Q 13 steps before death was 84.4 against
+    93.6 at the start). Logged q_values are in scaled units."""
     n_step: int = 3
     """Steps of the n-step return."""
     seq_len: int = 16
