@@ -41,6 +41,11 @@ class NetworkKind(str, Enum):
     feedforward = "feedforward"
 
 
+class PositionEncoding(str, Enum):
+    linear = "linear"
+    cells = "cells"
+
+
 class LossKind(str, Enum):
     huber = "huber"
     mse = "mse"
@@ -74,6 +79,11 @@ class AgentConfig:
     """LSTM / hidden layer width."""
     encoder_size: int = 64
     """Width of each observation part's encoder output."""
+    position_encoding: PositionEncoding = PositionEncoding.linear
+    """How the network reads the agent's (x, y): `linear` (Linear+ReLU of the two floats) or
+    `cells` (a learned vector per grid cell, distinct up to 16x16 towns). With full
+    observability of a fixed town the grid input never changes, so position is the only
+    thing telling states apart, and two floats through a few ReLUs blur neighbouring cells."""
     dueling: bool = False
     """Dueling Q head (V + A - mean A), meant to keep small action differences resolvable.
     Off by default: with rewards scaled by 1 - gamma it measured 226 against 263 without it

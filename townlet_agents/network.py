@@ -41,21 +41,45 @@ class CategoricalEncoder(nn.Module):
         return torch.relu(self.linear(emb.flatten(-2)))
 
 
+class PositionCellEncoder(nn.Module):
+    """Encodes the normalised (x, y) as a learned vector for its grid cell.
+
+    Each axis is binned into `bins` levels, so towns up to `bins` x `bins` get one vector
+    per cell (the spacing 1 / (side - 1) is at least one bin; larger towns share vectors
+    between neighbouring cells). A linear encoder of two floats has to carve cells out of
+    half-planes; with full observability of a fixed town that is all that tells states apart.
+    """
+
+    def __init__(self, width: int, bins: int = 16):
+        super().__init__()
+        self.bins = bins
+        self.embedding = nn.Embedding(bins * bins, width)
+        self.out_features = width
+
+    def forward(self, position: Tensor) -> Tensor:
+        xy = (position.clamp(0.0, 1.0) * (self.bins - 1)).round().long()
+        return self.embedding(xy[..., 0] + self.bins * xy[..., 1])
+
+
 class ObservationEncoder(nn.Module):
     """Encodes each observation part with its own encoder and concatenates the codes.
 
     Real-valued parts get Linear+ReLU; categorical parts (cell codes) a CategoricalEncoder.
     The grid (the largest part) gets `grid_size` units; the small parts (position, meters,
-    current affordance, time) get `part_size` units each.
+    current affordance, time) get `part_size` units each. With `position_cells` the
+    position gets a PositionCellEncoder instead of Linear+ReLU.
     """
 
-    def __init__(self, layout: ObsLayout, grid_size: int = 64, part_size: int = 16):
+    def __init__(self, layout: ObsLayout, grid_size: int = 64, part_size: int = 16,
+                 position_cells: bool = False):
         super().__init__()
         self.layout = layout
         self.encoders = nn.ModuleDict()
         for part in layout.parts:
             width = grid_size if part.name == "grid" else part_size
-            if part.categories:
+            if part.name == "position" and position_cells:
+                self.encoders[part.name] = PositionCellEncoder(width)
+            elif part.categories:
                 self.encoders[part.name] = CategoricalEncoder(part.size, part.categories, width)
             else:
                 self.encoders[part.name] = nn.Sequential(nn.Linear(part.size, width), nn.ReLU())
@@ -72,7 +96,9 @@ class ObservationEncoder(nn.Module):
 
 
 def _width(encoder: nn.Module) -> int:
-    return encoder.out_features if isinstance(encoder, CategoricalEncoder) else encoder[0].out_features
+    if isinstance(encoder, (CategoricalEncoder, PositionCellEncoder)):
+        return encoder.out_features
+    return encoder[0].out_features
 
 
 def _zero_where(state: State, reset: Tensor | None) -> State:
@@ -103,12 +129,13 @@ class _QNetwork(nn.Module):
     the torso between them."""
 
     def __init__(self, layout: ObsLayout, num_actions: int, hidden_size: int, encoder_size: int,
-                 dueling: bool = False):
+                 dueling: bool = False, position_cells: bool = False):
         super().__init__()
         self.layout = layout
         self.num_actions = num_actions
         self.hidden_size = hidden_size
-        self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4))
+        self.encoder = ObservationEncoder(layout, grid_size=encoder_size, part_size=max(8, encoder_size // 4),
+                                          position_cells=position_cells)
         self.q_head = DuelingHead(hidden_size, num_actions) if dueling else nn.Linear(hidden_size, num_actions)
 
 
@@ -118,8 +145,8 @@ class RecurrentQNetwork(_QNetwork):
     is_recurrent = True
 
     def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
-                 dueling: bool = False):
-        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling)
+                 dueling: bool = False, position_cells: bool = False):
+        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
         self.lstm = nn.LSTM(hidden_size, hidden_size, batch_first=False)
 
@@ -181,8 +208,8 @@ class FeedForwardQNetwork(_QNetwork):
     is_recurrent = False
 
     def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
-                 dueling: bool = False):
-        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling)
+                 dueling: bool = False, position_cells: bool = False):
+        super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(
             nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU(),
             nn.Linear(hidden_size, hidden_size), nn.ReLU(),

@@ -46,9 +46,11 @@ def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVecto
 def make_network(cfg, layout, device):
     a = cfg.agent
     cls = RecurrentQNetwork if _value(a.network) == "recurrent" else FeedForwardQNetwork
-    # A checkpoint's config from before `agent.dueling` existed describes a plain Q head.
+    # A checkpoint's config from before `agent.dueling` / `agent.position_encoding` existed
+    # describes a plain Q head and a linear position encoder.
     return cls(layout, NUM_ACTIONS, hidden_size=a.hidden_size, encoder_size=a.encoder_size,
-               dueling=a.get("dueling", False)).to(device)
+               dueling=a.get("dueling", False),
+               position_cells=_value(a.get("position_encoding", "linear")) == "cells").to(device)
 
 
 def _value(x):

@@ -136,3 +136,27 @@ def test_dueling_networks_have_the_same_interface():
         net = cls(layout, hidden_size=16, encoder_size=8, dueling=True)
         q, _ = net.step(torch.zeros(4, layout.size), net.initial_state(4))
         assert q.shape == (4, 6)
+
+
+def test_position_cells_give_every_cell_of_a_town_its_own_vector():
+    from townlet_agents.network import PositionCellEncoder
+
+    enc = PositionCellEncoder(width=4)
+    for side in (3, 8, 16):
+        xs, ys = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="xy")
+        position = torch.stack([xs.flatten(), ys.flatten()], dim=-1).float() / (side - 1)
+        codes = enc(position)
+        assert codes.shape == (side * side, 4)
+        assert torch.unique(codes, dim=0).shape[0] == side * side
+    # the same cell, up to float noise in the normalised coordinates, reads the same vector
+    torch.testing.assert_close(enc(torch.tensor([[3 / 7, 5 / 7]])), enc(torch.tensor([[3 / 7 + 1e-6, 5 / 7 - 1e-6]])))
+
+
+@pytest.mark.parametrize("net_name", NETWORKS)
+def test_position_cells_networks_keep_the_interface(net_name):
+    net, layout = make(net_name, "full", position_cells=True)
+    assert type(net.encoder.encoders["position"]).__name__ == "PositionCellEncoder"
+    q, _ = net(torch.rand(5, 3, layout.size), None)
+    assert q.shape == (5, 3, 6)
+    q.sum().backward()  # the cell vectors are trained
+    assert net.encoder.encoders["position"].embedding.weight.grad.abs().sum() > 0
