@@ -597,3 +597,20 @@ def test_compile_wraps_each_networks_own_acting_and_learning_passes(tmp_path, co
         assert vars(target)["forward"] is not vars(online)["forward"]
         assert t.actor.net is online
     assert set(t.learner.state_dict()["online"]) == set(online.state_dict())  # checkpoints unchanged
+
+
+def test_make_network_reads_a_checkpoint_config_from_before_position_encoding():
+    """A stored config without `agent.position_encoding` (or `agent.dueling`) rebuilds the
+    network it was trained with: linear position encoder, plain Q head."""
+    from omegaconf import OmegaConf
+
+    from townlet_agents.trainer import make_network
+    from townlet_env.layout import ObsLayout
+
+    old = OmegaConf.create({"agent": {"network": "feedforward", "hidden_size": 8, "encoder_size": 8}})
+    net = make_network(old, ObsLayout.build(cells=9), "cpu")
+    assert type(net.encoder.encoders["position"]).__name__ == "Sequential"
+    assert type(net.q_head).__name__ == "Linear"
+    old.agent.position_encoding = "cells"
+    net = make_network(old, ObsLayout.build(cells=9), "cpu")
+    assert type(net.encoder.encoders["position"]).__name__ == "PositionCellEncoder"
