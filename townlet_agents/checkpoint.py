@@ -17,6 +17,8 @@ Format version 2 (``CURRENT_VERSION``), top-level keys:
     layout       the observation layout as plain data
     config       the resolved run config as a plain dict
     replay       (optional) the replay buffer's state
+    averaged     (optional) the averaged online weights (``agent.average_decay`` > 0);
+                 ``evaluate`` acts with them when present
 
 Version 1 (legacy) had the same content with no ``version`` key and the online network
 under ``network``. Older files are upgraded on load by ``MIGRATIONS``, a chain of small
@@ -46,7 +48,7 @@ CURRENT_VERSION = 2
 REQUIRED_KEYS = frozenset(
     {"version", "online", "target", "optimizer", "counters", "rng", "exploration", "curriculum", "layout", "config"}
 )
-OPTIONAL_KEYS = frozenset({"replay", "world"})
+OPTIONAL_KEYS = frozenset({"replay", "world", "averaged"})
 
 #: Version 1: no ``version`` key, online network under ``network``.
 V1_REQUIRED_KEYS = frozenset(REQUIRED_KEYS - {"version", "online"} | {"network"})

@@ -67,6 +67,7 @@ def evaluate(cfg) -> dict:
     policy_kind = getattr(cfg.policy, "value", cfg.policy)
     saved: dict = {}
     payload = None
+    weights = None  # which of a checkpoint's networks acts: "averaged" when it has one
     if policy_kind == "checkpoint":
         if not cfg.checkpoint:
             raise ConfigError("checkpoint: a checkpoint path is required (or use policy=random)")
@@ -88,8 +89,9 @@ def evaluate(cfg) -> dict:
                                   f"layout than {level!r}")
         train_cfg = OmegaConf.create(payload["config"])
         net = make_network(train_cfg, env.obs_layout, device)
+        weights = "averaged" if "averaged" in payload else "online"
         try:
-            net.load_state_dict(payload["online"])
+            net.load_state_dict(payload[weights])
         except RuntimeError as e:
             raise CheckpointError(f"{cfg.checkpoint}: network weights do not fit: {str(e).splitlines()[0]}") from None
         net.eval()
@@ -112,6 +114,7 @@ def evaluate(cfg) -> dict:
         _write_video(cfg.video, frames)
     return {
         "policy": policy_kind,
+        "weights": weights,
         "level": level,
         "layout_mode": env.pack.layout_mode,
         "reward_mode": env.pack.reward_mode,

@@ -52,6 +52,11 @@ class LearnerConfig:
     """Hard target update every this many updates (used when target_tau is 0)."""
     target_tau: float = 0.0
     """Polyak factor: target <- (1 - tau) target + tau online after every update; 0 = hard."""
+    average_decay: float = 0.0
+    """Decay of an exponential moving average of the online weights, updated after every
+    step (`Learner.averaged`); 0 keeps none. The average is for acting greedily, not for
+    learning: one snapshot of the online weights can be a much worse greedy policy than
+    its neighbours a few hundred updates away."""
     reward_scale: float = 1.0
     """Rewards (extrinsic + weighted intrinsic) are multiplied by this in the TD target, so
     Q-values come out in scaled units. The greedy policy is unchanged by a positive scale;
@@ -73,6 +78,7 @@ class LearnerConfig:
             "max_grad_norm": self.max_grad_norm > 0,
             "target_update_period": self.target_update_period >= 1,
             "target_tau": 0 <= self.target_tau <= 1,
+            "average_decay": 0 <= self.average_decay < 1,
             "reward_scale": self.reward_scale > 0,
             "priority_eta": 0 <= self.priority_eta <= 1,
         }
@@ -224,7 +230,8 @@ def sequence_priority(td: SequenceTD, eta: float = 0.9) -> Tensor:
 
 
 class Learner:
-    """Owns the online and target networks and the optimiser; one `update` per batch."""
+    """Owns the online and target networks, the optimiser and (with `average_decay`) the
+    averaged weights; one `update` per batch."""
 
     def __init__(
         self, online: nn.Module, target: nn.Module | None = None, config: LearnerConfig | None = None
@@ -235,6 +242,9 @@ class Learner:
         self.target.load_state_dict(online.state_dict())  # start in sync
         self.target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(online.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        self.averaged: nn.Module | None = None
+        if self.config.average_decay > 0:
+            self.averaged = copy.deepcopy(online).requires_grad_(False)
         self.intrinsic_weight: float | Tensor = self.config.intrinsic_weight
         self.updates = 0
 
@@ -257,6 +267,7 @@ class Learner:
         self.optimizer.step()
         self.updates += 1
         self._update_target()
+        self._update_average()
 
         q = td.q_taken.detach()
         return {
@@ -276,16 +287,36 @@ class Learner:
         elif self.updates % self.config.target_update_period == 0:
             self.target.load_state_dict(self.online.state_dict())
 
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        if self.averaged is not None:
+            weight = 1.0 - self.config.average_decay
+            for p_avg, p_online in zip(self.averaged.parameters(), self.online.parameters()):
+                p_avg.lerp_(p_online, weight)
+
+    @property
+    def policy_network(self) -> nn.Module:
+        """The network to act greedily with once training is done: the averaged weights
+        when kept, else the online network."""
+        return self.averaged if self.averaged is not None else self.online
+
     def state_dict(self) -> dict:
-        return {
+        state = {
             "online": self.online.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
         }
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restores `state_dict()`. Averaged weights missing from `state` (saved without
+        averaging) restart from the online weights."""
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state.get("averaged") or state["online"])

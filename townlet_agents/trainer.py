@@ -88,7 +88,7 @@ class Trainer:
         self.learner = Learner(online, config=LearnerConfig(
             lr=a.lr, adam_eps=a.adam_eps, gamma=a.gamma, n_step=a.n_step, burn_in=a.burn_in,
             loss=_value(a.loss), max_grad_norm=a.grad_clip, target_update_period=a.target_update_every,
-            target_tau=a.tau, reward_scale=reward_scale(a),
+            target_tau=a.tau, reward_scale=reward_scale(a), average_decay=a.average_decay,
             intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
         ))
         if cfg.train.compile:  # after the Learner's deepcopy: each network compiles its own methods
@@ -208,7 +208,7 @@ class Trainer:
         return self.final_eval_survival if cfg.train.final_eval_episodes > 0 else self.final_survival
 
     def final_evaluation(self, sink: MetricsSink | None = None) -> float:
-        """Greedy episodes of the online network at full difficulty (multiplier 1.0), one
+        """Greedy episodes of the policy network (averaged weights if kept) at full difficulty (multiplier 1.0), one
         fresh town per episode on `train.final_eval_seed`, measured by the same loop as
         `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
         objective a sweeper maximises: unlike the training survival it is free of
@@ -218,7 +218,7 @@ class Trainer:
         t = self.cfg.train
         env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes)
         env.set_difficulty(torch.ones(t.final_eval_episodes))
-        net = self.learner.online
+        net = self.learner.policy_network
         was_training = net.training
         net.eval()
         try:
@@ -334,6 +334,7 @@ class Trainer:
             "online": learner["online"],
             "target": learner["target"],
             "optimizer": learner["optimizer"],
+            **({"averaged": learner["averaged"]} if "averaged" in learner else {}),
             "counters": {"global_step": self.global_step, "updates": self.learner.updates,
                          "updates_due": self.updates_due, "episodes": self.episodes,
                          "next_log": self.next_log, "next_checkpoint": self.next_checkpoint},
@@ -378,7 +379,7 @@ class Trainer:
                 f"{path}: its observation layout does not match this run's level/encoding "
                 f"(checkpoint level: {p['config'].get('env', {}).get('level')!r}, this run: {self.cfg.env.level!r})")
         try:
-            self.learner.load_state_dict({"online": p["online"], "target": p["target"],
+            self.learner.load_state_dict({"online": p["online"], "target": p["target"], "averaged": p.get("averaged"),
                                           "optimizer": p["optimizer"], "updates": p["counters"]["updates"]})
         except (RuntimeError, ValueError, KeyError) as e:
             raise CheckpointError(f"{path}: does not fit the configured network "
