@@ -44,6 +44,28 @@ def test_checkpoint_policy_uses_the_checkpoints_level_at_full_difficulty(checkpo
     assert out["reached_limit"] == 0.0 and out["max_survival"] < out["step_limit"]
 
 
+def test_averaged_weights_act_when_the_checkpoint_has_them(checkpoint, tmp_path):
+    import torch
+
+    from townlet_agents.checkpoint import load_checkpoint, save_checkpoint
+
+    plain = evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=6"]))
+    assert plain["weights"] == "online"
+    run = tmp_path / "run"
+    Trainer(_compose("config", ["+experiment=minimal", *TINY, "agent.average_decay=0.5"]), run).train()
+    path = run / "checkpoints" / "latest.pt"
+    averaged = evaluate(_compose("evaluate", [f"checkpoint={path}", "episodes=6"]))
+    assert averaged["weights"] == "averaged"
+    # the same episodes again, with the averaged weights stored as the online network
+    payload = load_checkpoint(path)
+    assert any(not torch.equal(payload["online"][k], payload["averaged"][k]) for k in payload["online"])
+    payload["online"] = payload.pop("averaged")
+    save_checkpoint(tmp_path / "swapped.pt", payload)
+    swapped = evaluate(_compose("evaluate", [f"checkpoint={tmp_path / 'swapped.pt'}", "episodes=6"]))
+    assert swapped["weights"] == "online"
+    assert {k: v for k, v in swapped.items() if k != "weights"} == {k: v for k, v in averaged.items() if k != "weights"}
+
+
 def test_video_is_written(checkpoint, tmp_path):
     gif = tmp_path / "episode.gif"
     evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=2", f"video={gif}"]))

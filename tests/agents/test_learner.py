@@ -308,6 +308,45 @@ def test_polyak_target_update():
         torch.testing.assert_close(p_t, 0.75 * p_before + 0.25 * p_online)
 
 
+def test_averaged_weights_are_a_moving_average_of_the_online_weights():
+    online, target = make_nets()
+    learner = Learner(online, target, LearnerConfig(lr=1e-2, average_decay=0.75))
+    assert learner.policy_network is learner.averaged
+    for p, a in zip(learner.online.parameters(), learner.averaged.parameters()):
+        assert torch.equal(p, a) and not a.requires_grad  # starts as the online weights
+    batch = make_batch()
+    learner.update(batch)
+    before = [a.clone() for a in learner.averaged.parameters()]
+    learner.update(batch)
+    for a, a_before, p in zip(learner.averaged.parameters(), before, learner.online.parameters()):
+        torch.testing.assert_close(a, 0.75 * a_before + 0.25 * p)
+        assert not torch.equal(a, p)
+    # the averaged weights take no part in learning: the TD target uses online and target only
+    plain = Learner(*make_nets(), LearnerConfig(lr=1e-2))
+    plain.update(batch), plain.update(batch)
+    assert plain.averaged is None and plain.policy_network is plain.online
+    for p, q in zip(plain.online.parameters(), learner.online.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_averaged_weights_round_trip_and_restart_from_online_when_absent():
+    config = LearnerConfig(lr=1e-2, average_decay=0.5)
+    learner = Learner(*make_nets(), config)
+    batch = make_batch()
+    learner.update(batch), learner.update(batch)
+    restored = Learner(*make_nets(seed=5), config)
+    restored.load_state_dict(learner.state_dict())
+    for a, b in zip(learner.averaged.parameters(), restored.averaged.parameters()):
+        torch.testing.assert_close(a, b)
+    state = learner.state_dict()
+    del state["averaged"]  # a checkpoint from a run without averaging
+    restored.load_state_dict(state)
+    for a, p in zip(restored.averaged.parameters(), learner.online.parameters()):
+        torch.testing.assert_close(a, p)
+    with pytest.raises(ValueError, match="average_decay"):
+        LearnerConfig(average_decay=1.0)
+
+
 def test_gradient_clipping():
     online, target = make_nets()
     learner = Learner(online, target, LearnerConfig(max_grad_norm=1e-3))

@@ -261,15 +261,17 @@ def test_checkpoint_restores_everything(tmp_path):
 
 
 def test_resumed_run_continues_as_if_never_stopped(tmp_path):
-    straight = make_trainer(tmp_path / "straight", "pomdp", *RESUME, "train.total_env_steps=1200")
+    averaging = "agent.average_decay=0.9"  # the averaged weights are part of what must carry over
+    straight = make_trainer(tmp_path / "straight", "pomdp", *RESUME, averaging, "train.total_env_steps=1200")
     straight.train()
-    make_trainer(tmp_path / "part1", "pomdp", *RESUME, "train.total_env_steps=600").train()
-    resumed = make_trainer(tmp_path / "part2", "pomdp", *RESUME, "train.total_env_steps=1200",
+    make_trainer(tmp_path / "part1", "pomdp", *RESUME, averaging, "train.total_env_steps=600").train()
+    resumed = make_trainer(tmp_path / "part2", "pomdp", *RESUME, averaging, "train.total_env_steps=1200",
                            f"resume={tmp_path / 'part1' / 'checkpoints' / 'latest.pt'}")
     resumed.train()
     assert resumed.global_step == straight.global_step == 1200
     assert resumed.learner.updates == straight.learner.updates > 0
     assert _same_tensors(resumed.learner.online.state_dict(), straight.learner.online.state_dict())
+    assert _same_tensors(resumed.learner.averaged.state_dict(), straight.learner.averaged.state_dict())
     assert _same_tensors(resumed.curriculum.state_dict(), straight.curriculum.state_dict())
     assert _same_tensors(resumed.env.state_dict(), straight.env.state_dict())
     rows = [json.loads(line) for line in (tmp_path / "part2" / "metrics.jsonl").read_text().splitlines()]
@@ -360,6 +362,8 @@ WIRING = {
     "agent.gamma": ("agent.gamma=0.97", lambda t: t.learner.config.gamma, 0.97),
     "agent.n_step": ("agent.n_step=2", lambda t: t.learner.config.n_step, 2),
     "agent.reward_scale": ("agent.reward_scale=0.5", lambda t: t.learner.config.reward_scale, 0.5),
+    "agent.average_decay": ("agent.average_decay=0.9", lambda t: (t.learner.config.average_decay,
+                                                                  t.learner.averaged is not None), (0.9, True)),
     "agent.seq_len": ("agent.seq_len=10", lambda t: (t.replay.seq_len, t.cfg.agent.seq_len), (10, 10)),
     "agent.burn_in": ("agent.burn_in=3", lambda t: t.learner.config.burn_in, 3),
     "agent.batch_size": None,
