@@ -47,6 +47,8 @@ def main() -> None:
     minutes, target = BUDGETS[args.experiment]
     minutes = args.minutes or minutes
 
+    # the code that trains is the code at the start (commits made during the run don't count)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     run_dir = Path(tempfile.mkdtemp(prefix=f"townlet-learn-{args.experiment}-"))
     started = time.time()
     subprocess.run([sys.executable, "-m", "townlet_agents.train", f"+experiment={args.experiment}",
@@ -62,13 +64,12 @@ def main() -> None:
     random = evaluate("random", args.episodes, level)
     steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if "charts/SPS" in x]
     ratio = learned["mean_survival"] / oracle["mean_survival"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     row = {
         "experiment": args.experiment, "seed": args.seed, "minutes": minutes, "train_seconds": round(trained_s),
         "env_steps": steps[-1]["global_step"] if steps else 0, "level": learned["level"],
         "learned_mean": learned["mean_survival"], "oracle_mean": oracle["mean_survival"],
         "random_mean": random["mean_survival"], "ratio_to_oracle": round(ratio, 3), "target": target,
-        "met": ratio >= target, "overrides": args.overrides, "run_dir": str(run_dir),
+        "met": ratio >= target, "weights": learned["weights"], "overrides": args.overrides, "run_dir": str(run_dir),
         "commit": commit or None,
     }
     print("experiment  seed  minutes  env steps    learned   oracle   random  learned/oracle  target")
