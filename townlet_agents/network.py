@@ -96,9 +96,7 @@ class ObservationEncoder(nn.Module):
 
 
 def _width(encoder: nn.Module) -> int:
-    if isinstance(encoder, (CategoricalEncoder, PositionCellEncoder)):
-        return encoder.out_features
-    return encoder[0].out_features
+    return encoder.out_features if hasattr(encoder, "out_features") else encoder[0].out_features
 
 
 def _zero_where(state: State, reset: Tensor | None) -> State:

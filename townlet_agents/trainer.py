@@ -208,9 +208,9 @@ class Trainer:
         return self.final_eval_survival if cfg.train.final_eval_episodes > 0 else self.final_survival
 
     def final_evaluation(self, sink: MetricsSink | None = None) -> float:
-        """Greedy episodes of the policy network (averaged weights if kept) at full difficulty (multiplier 1.0), one
-        fresh town per episode on `train.final_eval_seed`, measured by the same loop as
-        `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
+        """Greedy episodes of the policy network (averaged weights if kept) at full
+        difficulty (multiplier 1.0), one fresh town per episode on `train.final_eval_seed`,
+        measured by the same loop as `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
         objective a sweeper maximises: unlike the training survival it is free of
         epsilon and curriculum)."""
         from .evaluate import run_episodes
@@ -331,10 +331,7 @@ class Trainer:
         cfg = OmegaConf.to_container(self.cfg, resolve=True, enum_to_str=True) \
             if OmegaConf.is_config(self.cfg) else dict(self.cfg)
         p = {
-            "online": learner["online"],
-            "target": learner["target"],
-            "optimizer": learner["optimizer"],
-            **({"averaged": learner["averaged"]} if "averaged" in learner else {}),
+            **{k: learner[k] for k in ("online", "target", "optimizer", "averaged") if k in learner},
             "counters": {"global_step": self.global_step, "updates": self.learner.updates,
                          "updates_due": self.updates_due, "episodes": self.episodes,
                          "next_log": self.next_log, "next_checkpoint": self.next_checkpoint},
