@@ -246,14 +246,26 @@ def _affordance(name: str, raw: Any, r: _Reader) -> dict:
         }
         out["instant"] = {k: readers[k](v, f"{key}.instant.{k}") for k, v in ins.items()}
     if "ticked" in spec:
-        t = r.table(spec["ticked"], f"{key}.ticked", ("ticks", "price", "per_tick", "bonus"))
+        t = r.table(spec["ticked"], f"{key}.ticked", ("ticks", "price", "per_tick", "bonus", "deferred_costs"))
         readers = {
             "ticks": lambda v, k: r.integer(v, k, 1, 100),
             "price": lambda v, k: r.number(v, k, 0.0, 100.0),
             "per_tick": r.meter_map,
             "bonus": r.meter_map,
+            "deferred_costs": r.boolean,
         }
-        out["ticked"] = {k: readers[k](v, f"{key}.ticked.{k}") for k, v in t.items()}
+        ticked = {k: readers[k](v, f"{key}.ticked.{k}") for k, v in t.items()}
+        # A cost held back for the completion bonus is skipped by leaving one tick early
+        # (docs/world.md, "Affordances"); a pack must opt in to that on purpose.
+        if not ticked.pop("deferred_costs", False):
+            for meter, value in ticked.get("bonus", {}).items():
+                if value < 0:
+                    raise r.fail(
+                        f"{key}.ticked.bonus.{meter}",
+                        f"{value} is a cost in the completion bonus; charge it per tick in "
+                        "per_tick (or set deferred_costs = true to defer it on purpose)",
+                    )
+        out["ticked"] = ticked
     return out
 
 

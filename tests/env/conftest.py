@@ -43,6 +43,7 @@ PACKS_DIR = Path(__file__).resolve().parents[2] / "townlet_env" / "packs"
 #: SPEC section 2: meter cost of each action per use.
 MOVE_COST = {"energy": 0.005, "hygiene": 0.003, "satiation": 0.004}
 WAIT_COST = {"energy": 0.001}
+INTERACT_COST = {"energy": 0.001}  # as WAIT: standing at a counter is never cheaper
 #: SPEC section 4: base depletion per step (scaled by the agent's multiplier).
 DEPLETION = {"energy": 0.005, "hygiene": 0.003, "satiation": 0.004, "money": 0.0,
              "mood": 0.001, "social": 0.006, "health": 0.0, "fitness": 0.002}
@@ -89,21 +90,22 @@ TICKED = {
     "LuxuryBed": Ticked(6, 1.83, dict(energy=0.09375), dict(energy=0.1875, health=0.05), (0, 24)),
     "Shower": Ticked(3, 1.0, dict(hygiene=0.10), dict(hygiene=0.10), (0, 24)),
     "HomeMeal": Ticked(3, 1.0, dict(satiation=0.1125), dict(satiation=0.1125, health=0.03), (0, 24)),
-    "FastFood": Ticked(2, 5.0, dict(satiation=0.16875, energy=0.05625),
-                       dict(satiation=0.1125, energy=0.0375, social=0.01, fitness=-0.03, health=-0.02), (0, 24)),
+    "FastFood": Ticked(2, 5.0, dict(satiation=0.16875, energy=0.05625, fitness=-0.015, health=-0.01),
+                       dict(satiation=0.1125, energy=0.0375, social=0.01), (0, 24)),
     "Doctor": Ticked(2, 4.0, dict(health=0.09375), dict(health=0.0625), (8, 18)),
     "Hospital": Ticked(3, 5.0, dict(health=0.10), dict(health=0.10), (0, 24)),
     "Therapist": Ticked(3, 5.0, dict(mood=0.10), dict(mood=0.10), (8, 18)),
     "Recreation": Ticked(2, 3.0, dict(mood=0.09375, energy=0.045), dict(mood=0.0625, energy=0.03), (8, 22)),
-    "Bar": Ticked(2, 7.50, dict(social=0.1875, mood=0.09375, satiation=0.1125),
-                  dict(social=0.125, mood=0.0625, satiation=0.075, energy=-0.20, hygiene=-0.15, health=-0.05),
-                  (18, 28)),
-    "Job": Ticked(4, 0.0, dict(money=0.05625), dict(money=0.05625, energy=-0.15, social=0.02, health=-0.03), (8, 18)),
-    "Labor": Ticked(4, 0.0, dict(money=0.075),
-                    dict(money=0.075, energy=-0.20, fitness=-0.05, health=-0.05, social=0.01), (8, 18)),
-    "Gym": Ticked(3, 2.67, dict(fitness=0.075), dict(fitness=0.075, energy=-0.08), (6, 22)),
-    "Park": Ticked(3, 0.0, dict(fitness=0.05, social=0.0375, mood=0.0375),
-                   dict(fitness=0.05, social=0.0375, mood=0.0375, energy=-0.15), (6, 22)),
+    "Bar": Ticked(2, 7.50, dict(social=0.1875, mood=0.09375, satiation=0.1125, energy=-0.10, hygiene=-0.075,
+                                health=-0.025),
+                  dict(social=0.125, mood=0.0625, satiation=0.075), (18, 28)),
+    "Job": Ticked(4, 0.0, dict(money=0.05625, energy=-0.0375, health=-0.0075), dict(money=0.05625, social=0.02),
+                  (8, 18)),
+    "Labor": Ticked(4, 0.0, dict(money=0.075, energy=-0.05, fitness=-0.0125, health=-0.0125),
+                    dict(money=0.075, social=0.01), (8, 18)),
+    "Gym": Ticked(3, 2.67, dict(fitness=0.075, energy=-0.02667), dict(fitness=0.075), (6, 22)),
+    "Park": Ticked(3, 0.0, dict(fitness=0.05, social=0.0375, mood=0.0375, energy=-0.05),
+                   dict(fitness=0.05, social=0.0375, mood=0.0375), (6, 22)),
 }
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from env_testkit import (
-    INSTANT, INTERACT, L2, L3, LEFT, M, RIGHT, TICKED, TOL, WAIT, World, as_vector, meters,
+    INSTANT, INTERACT, INTERACT_COST, L2, L3, LEFT, M, RIGHT, TICKED, TOL, WAIT, World, as_vector, meters,
     settle, vec, write_pack,
 )
 from townlet_env import AFFORDANCES
@@ -26,14 +26,14 @@ def start_meters(name: str) -> dict[str, float]:
 def instant_expected(name: str, start: dict[str, float]) -> np.ndarray:
     """SPEC 5 instant: effects added, price taken, clamp; then SPEC 4 steps 2-5."""
     price, effects = INSTANT[name]
-    after_action = as_vector(start) + vec(**effects) - vec(money=price / 100.0)
+    after_action = as_vector(start) - vec(**INTERACT_COST) + vec(**effects) - vec(money=price / 100.0)
     return settle(np.clip(after_action, 0.0, 1.0))
 
 
 def tick_expected(name: str, m: np.ndarray, bonus: bool) -> np.ndarray:
     """One paid tick: per-tick effects, minus the tick price, plus the bonus on completion."""
     t = TICKED[name]
-    delta = vec(**t.per_tick) - vec(money=t.price / 100.0) + (vec(**t.bonus) if bonus else 0.0)
+    delta = vec(**t.per_tick) - vec(**INTERACT_COST) - vec(money=t.price / 100.0) + (vec(**t.bonus) if bonus else 0.0)
     return settle(np.clip(m + delta, 0.0, 1.0))
 
 
