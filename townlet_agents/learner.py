@@ -3,9 +3,11 @@
 R2D2-style, on the sequences stored by `SequenceReplay` (batch-first, L steps,
 observation indices 0..L):
 
-1. Burn-in: both networks consume observations 0..B-1 from the stored `(h0, c0)` without
-   gradient; then both unroll through observations B..L carrying their state step to step
-   (TRAPS 1).
+1. Burn-in: a sequence that starts mid-episode begins from a stored `(h0, c0)` that
+   the current weights would not have produced, so its first B steps only warm the state
+   up: no loss there, and no gradient into the stale start. A sequence that starts an
+   episode begins from the exact (zero) state and learns from its first step. Both
+   networks carry their state step to step through the whole sequence (TRAPS 1).
 2. n-step double-DQN target per step t >= B, argmax restricted to the actions allowed in
    the bootstrap state; bootstrap at truncation and at the end of unfinished windows, not
    at termination (TRAPS 3).
@@ -139,21 +141,39 @@ def n_step_targets(
 # ---------------------------------------------------------------------- sequence TD
 
 
-def unroll(net: nn.Module, obs: Tensor, state, burn_in: int) -> Tensor:
-    """Q-values `[B, L+1-burn_in, A]` for observations burn_in..L of batch-first `obs`.
+def unroll(net: nn.Module, obs: Tensor, state, burn_in: int, exact_start: Tensor | None = None) -> Tensor:
+    """Q-values `[B, L+1, A]` for every observation of batch-first `obs`.
 
-    The first `burn_in` observations only advance the state (no gradient).
+    The state after the first `burn_in` observations is cut from the gradient for the
+    sequences whose start state is stale (`exact_start [B]` False, or all when None), so
+    their loss never pushes on the stale stored state; the burn-in's own Q-values are
+    computed for every sequence, and the loss masks out those it must not use.
     """
     obs = obs.transpose(0, 1)  # time-first for the network
-    if burn_in > 0:
-        with torch.no_grad():
-            _, state = net(obs[:burn_in], state)
+    if burn_in == 0:
+        q, _ = net(obs, state)
+        return q.transpose(0, 1)
+    q_burn, state = net(obs[:burn_in], state)
+    if state is not None:
+        keep = torch.zeros(obs.shape[1], 1, dtype=torch.bool, device=obs.device) if exact_start is None \
+            else exact_start.unsqueeze(-1)
+        state = tuple(torch.where(keep, s, s.detach()) for s in state)
     q, _ = net(obs[burn_in:], state)
-    return q.transpose(0, 1)
+    return torch.cat([q_burn, q]).transpose(0, 1)
+
+
+def learning_steps(valid: Tensor, burn_in: int, exact_start: Tensor | None = None) -> Tensor:
+    """Steps `[B, L]` that get a loss: valid, and past the burn-in unless the sequence
+    starts an episode (`exact_start [B]`)."""
+    past = torch.arange(valid.shape[1], device=valid.device).unsqueeze(0) >= burn_in
+    if exact_start is not None:
+        past = past | exact_start.unsqueeze(-1)
+    return valid & past
 
 
 class SequenceTD(NamedTuple):
-    """Per-step quantities of the loss, over steps burn_in..L-1: each `[B, L - burn_in]`."""
+    """Per-step quantities of the loss over steps 0..L-1, each `[B, L]`; `valid` marks
+    the steps that get a loss (burn-in steps of mid-episode sequences excluded)."""
 
     q_taken: Tensor
     targets: Tensor
@@ -176,25 +196,26 @@ def sequence_td(
         raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence length ({L})")
     reward = reward_scale * (batch["reward_ext"] + intrinsic_weight * batch["reward_int"])  # the only place
     state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
+    exact_start = batch.get("episode_start")
 
-    q_online = unroll(online, batch["obs"], state, burn_in)
+    q_online = unroll(online, batch["obs"], state, burn_in, exact_start)
     with torch.no_grad():
         q_target = unroll(target, batch["obs"], state, burn_in)
 
-    b = burn_in
-    valid = batch["valid"][:, b:]
+    # Targets look forward only, so a step's target is the same whether or not earlier
+    # steps get a loss; they are built over the whole valid prefix.
     targets = n_step_targets(
         q_online.detach(),
         q_target,
-        batch["action_mask"][:, b:],
-        reward[:, b:],
-        valid,
-        batch["terminated"][:, b:],
+        batch["action_mask"],
+        reward,
+        batch["valid"],
+        batch["terminated"],
         gamma,
         n_step,
     )
-    q_taken = q_online[:, :-1].gather(-1, batch["action"][:, b:].unsqueeze(-1)).squeeze(-1)
-    return SequenceTD(q_taken, targets, valid)
+    q_taken = q_online[:, :-1].gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
+    return SequenceTD(q_taken, targets, learning_steps(batch["valid"], burn_in, exact_start))
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:

@@ -27,6 +27,9 @@ Sequence layout (one row of the ring), with L = `seq_len`:
   action [L], reward_ext [L], reward_int [L], terminated [L], truncated [L]
                                       zero / False on invalid steps.
   valid [L]                           True for steps 0..len-1, False after (a prefix).
+  episode_start []                    True when step 0 is the first step of an episode, so
+                                      the start state is exactly zero and the learner needs
+                                      no burn-in for this sequence.
   h0, c0 [H]                          recurrent state before consuming obs index 0
                                       (only when `recurrent`).
 
@@ -103,6 +106,7 @@ class SequenceReplay:
             "terminated": torch.zeros(rows, L, dtype=torch.bool, device=dev),
             "truncated": torch.zeros(rows, L, dtype=torch.bool, device=dev),
             "valid": torch.zeros(rows, L, dtype=torch.bool, device=dev),
+            "episode_start": torch.zeros(rows, dtype=torch.bool, device=dev),
         }
         if self.recurrent:
             t["h0"] = torch.zeros(rows, self.hidden_size, device=dev)
@@ -123,11 +127,18 @@ class SequenceReplay:
 
     # ------------------------------------------------------------------ collecting
 
-    def begin(self, obs: Tensor, action_mask: Tensor, state: State | None = None) -> None:
-        """Start every agent's window at `obs [N, D]`, with recurrent `state` (None = zeros)."""
+    def begin(
+        self, obs: Tensor, action_mask: Tensor, state: State | None = None, episode_start: Tensor | bool = True
+    ) -> None:
+        """Start every agent's window at `obs [N, D]`, with recurrent `state` (None = zeros).
+
+        `episode_start` (`[N]` or one bool) says which agents are at the first step of an
+        episode; a run resumed mid-episode passes False for those that are not.
+        """
         s = self.staging
         s["obs"][:, 0] = obs
         s["action_mask"][:, 0] = action_mask
+        s["episode_start"].copy_(torch.as_tensor(episode_start, device=self.device).expand(self.num_agents))
         if self.recurrent:
             h, c = state if state is not None else (torch.zeros_like(self.h_mid),) * 2
             s["h0"].copy_(h)
@@ -186,6 +197,7 @@ class SequenceReplay:
         """
         self._emit(self.pos > self.emitted_upto)
         s, rows = self.staging, self._agents
+        s["episode_start"] &= self.pos == 0  # a window restarted mid-episode has a carried state
         s["obs"][:, 0] = s["obs"][rows, self.pos]
         s["action_mask"][:, 0] = s["action_mask"][rows, self.pos]
         if self.recurrent:
@@ -222,7 +234,7 @@ class SequenceReplay:
         """Full windows keep their last L/2 steps: they become the next window's first half."""
         H, s = self.half, self.staging
         for name, value in s.items():
-            if name in ("h0", "c0", "valid"):  # state handled below; validity made at emission
+            if name in ("h0", "c0", "valid", "episode_start"):  # handled below / at emission
                 continue
             keep = H + 1 if name in ("obs", "action_mask") else H
             view = shift.view(-1, *([1] * (value.dim() - 1)))
@@ -234,6 +246,7 @@ class SequenceReplay:
             # The shifted window's step L/2 starts at the old window's obs index L.
             self.h_mid = torch.where(col, next_state[0], self.h_mid)
             self.c_mid = torch.where(col, next_state[1], self.c_mid)
+        s["episode_start"] &= ~shift  # the kept half begins mid-episode
         self.pos = torch.where(shift, H, self.pos)
         self.emitted_upto = torch.where(shift, H, self.emitted_upto)
 
@@ -242,6 +255,7 @@ class SequenceReplay:
         s, col = self.staging, ended.unsqueeze(-1)
         s["obs"][:, 0] = torch.where(col, reset_obs, s["obs"][:, 0])
         s["action_mask"][:, 0] = torch.where(col, reset_action_mask, s["action_mask"][:, 0])
+        s["episode_start"] |= ended
         if self.recurrent:
             s["h0"].masked_fill_(col, 0.0)
             s["c0"].masked_fill_(col, 0.0)
@@ -318,6 +332,9 @@ class SequenceReplay:
         mine = self.state_dict()["config"]
         if state["config"] != mine:
             raise ValueError(f"replay configuration mismatch: saved {state['config']}, this buffer {mine}")
+        # Buffers saved before `episode_start` existed: every sequence keeps its burn-in.
+        self.storage["episode_start"].zero_()
+        self.staging["episode_start"].zero_()
         for name, value in state["storage"].items():
             self.storage[name].copy_(value)
         for name, value in state["staging"].items():

@@ -143,7 +143,7 @@ class Trainer:
             obs, info = env.reset(seed=cfg.seed)
             self._apply_difficulty()
         mask = info["action_mask"]
-        self.replay.begin(obs, mask, self.actor.state if self.recurrent else None)
+        self.replay.begin(obs, mask, self.actor.state if self.recurrent else None, episode_start=self.ep_length == 0)
         sink = MetricsSink(self.run_dir, cfg, cfg.train.total_env_steps, self.global_step, self.job_name)
         learning_starts = max(a.learning_starts, n * a.seq_len)  # first sequences must exist
         if self.global_step and not self.replay_restored:  # resumed without its replay: refill first

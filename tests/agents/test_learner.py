@@ -186,7 +186,8 @@ def test_burn_in_steps_get_no_loss_but_shape_the_state():
     online, target = make_nets()
     batch = make_batch()
     loss, _, td = loss_and_grads(online, target, batch, burn_in=2)
-    assert td.q_taken.shape == (3, 4)
+    assert td.q_taken.shape == (3, 6)
+    assert not td.valid[:, :2].any()  # no episode_start flags: every sequence burns in
 
     rewards_changed = {**batch, "reward_ext": batch["reward_ext"].clone()}
     rewards_changed["reward_ext"][:, :2] += 100.0
@@ -418,3 +419,49 @@ def test_learning_from_replay_reduces_the_loss():
     for _ in range(30):
         last = learner.update(batch)
     assert last["td_loss"] < 0.5 * first["td_loss"]
+
+
+def test_sequences_that_start_an_episode_learn_from_their_first_step():
+    """Burn-in only where the start state is stale: sequence 0 starts an episode (its zero
+    state is exact), sequence 1 starts mid-episode."""
+    online, target = make_nets()
+    batch = make_batch(lengths=(6, 6, 4), terminal=(F, F, F))
+    batch["episode_start"] = torch.tensor([True, False, True])
+    batch["h0"][0] = batch["c0"][0] = 0.0
+    batch["h0"][2] = batch["c0"][2] = 0.0
+    loss, _, td = loss_and_grads(online, target, batch, burn_in=2)
+    expected = torch.tensor([[True] * 6, [False, False] + [True] * 4, [True] * 4 + [False] * 2])
+    assert torch.equal(td.valid, expected)
+
+    # A reward on step 0 moves step 0's target: it counts for sequence 0, not for 1.
+    for row, counts in ((0, True), (1, False)):
+        changed = {**batch, "reward_ext": batch["reward_ext"].clone()}
+        changed["reward_ext"][row, 0] += 100.0
+        assert torch.equal(loss_and_grads(online, target, changed, burn_in=2)[0], loss) != counts
+
+
+def test_mid_episode_sequences_get_no_gradient_through_their_burn_in():
+    """The loss of a mid-episode sequence trains the network exactly as a burn-in run
+    without gradient would (R2D2): its gradients equal the no-grad-burn-in reference."""
+    online, target = make_nets()
+    batch = make_batch(lengths=(6, 6, 6), terminal=(F, F, F))
+    batch["episode_start"] = torch.tensor([False, False, False])
+    b = 2
+    td = sequence_td(online, target, batch, 0.9, 3, b, 0.0)
+    grads = torch.autograd.grad(td.q_taken[:, b:].sum(), list(online.parameters()))
+
+    obs = batch["obs"].transpose(0, 1)
+    with torch.no_grad():
+        _, state = online(obs[:b], (batch["h0"], batch["c0"]))
+    q, _ = online(obs[b:], state)
+    q_ref = q.transpose(0, 1)[:, :-1].gather(-1, batch["action"][:, b:].unsqueeze(-1)).squeeze(-1)
+    ref = torch.autograd.grad(q_ref.sum(), list(online.parameters()))
+    assert torch.allclose(td.q_taken[:, b:], q_ref)
+    for g, g_ref in zip(grads, ref):
+        assert torch.allclose(g, g_ref, atol=1e-6)
+
+    # The same sequences flagged as episode starts do send gradient through the burn-in.
+    batch["episode_start"] = torch.tensor([True, True, True])
+    td = sequence_td(online, target, batch, 0.9, 3, b, 0.0)
+    grads_start = torch.autograd.grad(td.q_taken[:, b:].sum(), list(online.parameters()))
+    assert any(not torch.allclose(g, g_ref, atol=1e-6) for g, g_ref in zip(grads_start, ref))

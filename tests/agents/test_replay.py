@@ -135,6 +135,7 @@ def test_overlapping_windows_of_an_ongoing_stream():
     assert first["action"].tolist() == list(range(1, 9))
     assert first["valid"].all() and not first["terminated"].any()
     assert first["h0"].tolist() == [0, 0]
+    assert first["episode_start"]  # begun at the stream's first step: zero state is exact
 
     for _ in range(4):  # steps 9..12 fill the shifted window (it started at step 4)
         stream.step()
@@ -146,6 +147,7 @@ def test_overlapping_windows_of_an_ongoing_stream():
     assert second["action_mask"][:, 1].tolist() == [i % 2 == 0 for i in range(4, 13)]
     assert second["h0"].tolist() == [4, 4] and second["c0"].tolist() == [-4, -4]
     assert second["valid"].all()
+    assert not second["episode_start"]  # begins mid-episode, at step 4
 
     stream.step()  # step 13; the window now holds steps 8..12 (4 already emitted)
     replay.flush(stream.state())
@@ -154,6 +156,7 @@ def test_overlapping_windows_of_an_ongoing_stream():
     assert third["obs"][:6, 1].tolist() == list(range(8, 14))
     assert third["valid"].tolist() == [T] * 5 + [F] * 3
     assert third["h0"].tolist() == [8, 8]
+    assert not third["episode_start"]
 
 
 def test_flush_after_a_full_window_does_not_repeat_the_overlap():
@@ -335,3 +338,29 @@ def test_bad_construction_arguments():
         make(seq_len=7)
     with pytest.raises(ValueError, match="capacity"):
         make(capacity=2, num_agents=3)
+
+
+def test_episode_start_marks_exactly_the_sequences_that_begin_an_episode():
+    replay = make(num_agents=2)
+    stream = Stream(replay)
+    stream.step()
+    stream.step(terminated=[0])  # agent 0: a 2-step episode, emitted; agent 1 goes on
+    replay.flush(stream.state())  # agent 0 has nothing new; agent 1's 2 steps are emitted
+    rows = [row(replay, slot) for slot in range(int(replay.total_emitted))]
+    assert [r["obs"][0, 0].item() for r in rows] == [0, 1]
+    assert all(r["episode_start"] for r in rows)  # both windows began at an episode's step 0
+    stream.step()
+    replay.flush(stream.state())
+    # Agent 0's window restarted at its new episode (exact); agent 1's after the earlier
+    # flush, mid-episode (carried state).
+    latest = {int(r["obs"][0, 0]): bool(r["episode_start"]) for r in (row(replay, 2), row(replay, 3))}
+    assert latest == {0: True, 1: False}
+
+
+def test_begin_takes_per_agent_episode_start_flags():
+    """A run resumed mid-episode starts windows whose stored state is carried, not zero."""
+    replay = make(num_agents=2)
+    replay.begin(torch.zeros(2, D), torch.ones(2, A, dtype=torch.bool), None, episode_start=bools(T, F))
+    assert replay.staging["episode_start"].tolist() == [T, F]
+    replay.begin(torch.zeros(2, D), torch.ones(2, A, dtype=torch.bool), None)
+    assert replay.staging["episode_start"].tolist() == [T, T]
