@@ -193,6 +193,9 @@ class TrainConfig:
     """Greedy episodes at full difficulty after training, on a seed apart from training's; their mean survival is what train() returns (the sweep objective). 0 = skip."""
     final_eval_seed: int = 12345
     """Seed of the final evaluation's towns (keep it apart from training seeds)."""
+    final_eval_max_steps: Optional[int] = None
+    """Step limit of each final-evaluation life; null = the level's (set it higher to
+    measure how long the agent lives on past the training limit)."""
     compile: bool = False
     """torch.compile the network forward passes used by acting and learning; measured in docs/scaling.md ("torch.compile")."""
 
@@ -309,6 +312,8 @@ def check_config(cfg) -> None:
            "must not exceed curriculum.advance_survival")
     _check(t.max_wall_minutes >= 0, "train.max_wall_minutes", f"must be >= 0, got {t.max_wall_minutes}")
     _check(t.final_eval_episodes >= 0, "train.final_eval_episodes", f"must be >= 0, got {t.final_eval_episodes}")
+    _check(t.final_eval_max_steps is None or t.final_eval_max_steps >= 1, "train.final_eval_max_steps",
+           f"must be null or >= 1, got {t.final_eval_max_steps}")
     if cfg.env.layout_seed is not None:
         _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
     resolve_device(cfg.device)
@@ -355,6 +360,9 @@ class EvalEnvConfig:
     """Layout mode; null = the checkpoint's, else the pack's."""
     layout_seed: Optional[int] = None
     """Layout seed; null = the checkpoint's, else the pack's."""
+    max_steps: Optional[int] = None
+    """Step limit of each life; null = the level's. Raise it to measure lives longer than
+    training's limit."""
 
 
 @dataclass

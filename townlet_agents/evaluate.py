@@ -79,6 +79,7 @@ def evaluate(cfg) -> dict:
         reward_mode=_pick(cfg.env.reward_mode, saved.get("reward_mode")),
         layout_mode=_pick(cfg.env.layout_mode, saved.get("layout_mode")),
         layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
+        max_steps=cfg.env.max_steps,
         render_mode="rgb_array" if cfg.video else None,
     )
     if payload is not None:

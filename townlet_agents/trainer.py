@@ -216,7 +216,7 @@ class Trainer:
         from .evaluate import run_episodes
 
         t = self.cfg.train
-        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes)
+        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes, max_steps=t.get("final_eval_max_steps"))
         env.set_difficulty(torch.ones(t.final_eval_episodes))
         net = self.learner.policy_network
         was_training = net.training

@@ -381,7 +381,7 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
 
 
 def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str | None = None,
-                   layout_seed: int | None = None) -> WorldPack:
+                   layout_seed: int | None = None, max_steps: int | None = None) -> WorldPack:
     """Load a level and apply the env constructor's overrides, checking each one."""
     pack = load_pack(level)
     if reward_mode is not None:
@@ -396,4 +396,8 @@ def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str 
         if isinstance(layout_seed, bool) or not isinstance(layout_seed, int) or layout_seed < 0:
             raise ValueError(f"layout_seed must be a non-negative integer, got {layout_seed!r}")
         pack = replace(pack, layout_seed=layout_seed)
+    if max_steps is not None:  # e.g. lives longer than the training limit, for evaluation
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        pack = replace(pack, max_steps=max_steps)
     return pack

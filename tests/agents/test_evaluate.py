@@ -95,3 +95,19 @@ def test_main_prints_json_last_and_exits_2_on_user_error(capsys, monkeypatch):
         main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=-1"]))
     assert e.value.code == 2
     assert "episodes" in capsys.readouterr().err
+
+
+def test_env_max_steps_measures_lives_past_the_levels_limit():
+    """The oracle lives to L2's 500-step limit; with env.max_steps=1500 the same towns run
+    three times as long, and the JSON reports the limit used."""
+    base = ["policy=oracle", "episodes=4", "env.level=L2_partial_observability", "env.layout_mode=per_episode"]
+    short = evaluate(_compose("evaluate", base))
+    long = evaluate(_compose("evaluate", [*base, "env.max_steps=1500"]))
+    assert short["step_limit"] == 500 and long["step_limit"] == 1500
+    assert long["max_survival"] > 500 >= short["max_survival"]
+
+
+@pytest.mark.parametrize("bad", ["0", "-3"])
+def test_env_max_steps_must_be_positive(bad):
+    with pytest.raises(ValueError, match="max_steps must be a positive integer"):
+        evaluate(_compose("evaluate", ["policy=random", "episodes=2", f"env.max_steps={bad}"]))
