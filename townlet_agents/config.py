@@ -173,8 +173,13 @@ class CurriculumConfig:
     """Advance when the mean survival fraction is at least this..."""
     retreat_survival: float = 0.3
     """Retreat when it falls below this."""
-    entropy_threshold: float = 1.5
-    """...and policy entropy (nats, over allowed actions) is below this."""
+    entropy_threshold: Optional[float] = None
+    """...and, when set, policy entropy (nats, softmax(Q) over allowed actions) is below
+    this. Off by default: with rewards scaled by 1 - gamma that entropy stays near its
+    maximum (docs/training.md, "Curriculum")."""
+    idle_baseline: bool = True
+    """...and survival is at least what an agent that never interacts reaches at the
+    stage's multiplier (capped at the step limit), so easy stages are not passed by idling."""
 
 
 @dataclass

@@ -12,12 +12,21 @@ of recent survival fractions at this stage:
 - ``survival_rate`` = mean of the window;
 - ``learning_progress`` = mean of the newer half minus mean of the older half (with an odd
   count the oldest entry is left out), so positive means it is still improving;
-- **advance** if ``survival_rate >= advance_survival`` and ``learning_progress >= 0`` and
-  ``entropy < entropy_threshold`` (no entropy given counts as satisfied);
+- **advance** if ``survival_rate >= advance_survival``, ``survival_rate`` is at least the
+  stage's idle baseline (the survival fraction of an agent that never interacts at that
+  stage's multiplier, when given), and ``learning_progress >= 0``; an optional
+  ``entropy < entropy_threshold`` can be required too (no entropy given counts as met);
 - otherwise **retreat** if ``survival_rate < retreat_survival`` or
   ``learning_progress < -progress_tolerance``;
 - never past the first or last stage. On a change the agent's episode count and window
   are reset, so the next decision rests on evidence from the new stage only.
+
+Why no entropy gate by default: with rewards scaled by 1 - gamma the Q-values lie in
+[0, 1], where the entropy of softmax(Q) over 5 or 6 allowed actions cannot fall below
+about 1.5 / 1.7 nats, so a gate on it opened only on edge cells (docs/training.md,
+"Curriculum"). The idle baseline is what keeps the easy stages honest instead: at a low
+multiplier an agent that only WAITs may already outlive the 0.7 threshold, and it must
+not advance on survival it did not earn.
 
 All state is ``[N]`` / ``[N, W]`` tensors; ``record_episodes_tensor`` never synchronises.
 ``record_episodes`` additionally reads the few changed agents back to build logged events.
@@ -46,6 +55,7 @@ class StageChange:
     learning_progress: float
     entropy: float | None
     episodes_at_stage: int
+    idle_baseline: float | None = None  # the from-stage's idle survival fraction, when used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,9 +87,10 @@ class Curriculum:
         min_episodes: int = 20,
         advance_survival: float = 0.7,
         retreat_survival: float = 0.3,
-        entropy_threshold: float = 0.5,
+        entropy_threshold: float | None = None,
         progress_tolerance: float = 0.1,
         device: torch.device | str = "cpu",
+        idle_baselines: tuple[float, ...] | None = None,
     ) -> None:
         if num_agents < 1:
             raise ValueError(f"curriculum needs at least one agent, got num_agents={num_agents}")
@@ -96,6 +107,10 @@ class Curriculum:
                 "curriculum needs 0 <= retreat_survival <= advance_survival <= 1, got "
                 f"retreat_survival={retreat_survival}, advance_survival={advance_survival}"
             )
+        if idle_baselines is not None and len(idle_baselines) != len(multipliers):
+            raise ValueError(
+                f"curriculum needs one idle baseline per stage, got {len(idle_baselines)} for {len(multipliers)} stages"
+            )
         if progress_tolerance < 0:
             raise ValueError(f"curriculum progress_tolerance must be >= 0, got {progress_tolerance}")
         self.num_agents = int(num_agents)
@@ -104,11 +119,17 @@ class Curriculum:
         self.min_episodes = int(min_episodes)
         self.advance_survival = float(advance_survival)
         self.retreat_survival = float(retreat_survival)
-        self.entropy_threshold = float(entropy_threshold)
+        self.entropy_threshold = None if entropy_threshold is None else float(entropy_threshold)
         self.progress_tolerance = float(progress_tolerance)
         self.device = torch.device(device)
         self.stage_multipliers = torch.tensor([float(m) for m in multipliers], device=self.device)
         self.num_stages = len(multipliers)
+        # Survival fraction an idle agent reaches at each stage; 0 = no baseline.
+        self.idle_baselines = torch.tensor(
+            [0.0] * self.num_stages if idle_baselines is None else [min(1.0, float(b)) for b in idle_baselines],
+            device=self.device,
+        )
+        self.uses_baseline = idle_baselines is not None
 
         n, w = self.num_agents, self.window
         self.stage = torch.zeros(n, dtype=torch.long, device=self.device)
@@ -173,9 +194,12 @@ class Curriculum:
         # 2. Decide, for done agents with enough evidence at their stage.
         rate = self.survival_rate()
         progress = self.learning_progress()
-        calm = torch.ones_like(done) if entropy is None else self._per_agent(entropy) < self.entropy_threshold
+        calm = torch.ones_like(done)
+        if entropy is not None and self.entropy_threshold is not None:
+            calm = self._per_agent(entropy) < self.entropy_threshold
         eligible = done & (self.episodes_at_stage >= self.min_episodes)
-        thriving = (rate >= self.advance_survival) & (progress >= 0) & calm
+        earned = rate >= self.idle_baselines[self.stage]
+        thriving = (rate >= self.advance_survival) & earned & (progress >= 0) & calm
         advance = eligible & thriving & (self.stage < self.num_stages - 1)
         struggling = (rate < self.retreat_survival) | (progress < -self.progress_tolerance)
         retreat = eligible & ~advance & struggling & (self.stage > 0)
@@ -246,6 +270,7 @@ class Curriculum:
                     learning_progress=progress,
                     entropy=None if entropy is None else ent_i,
                     episodes_at_stage=int(episodes),
+                    idle_baseline=float(self.idle_baselines[int(from_stage)]) if self.uses_baseline else None,
                 )
             )
         return events

@@ -14,6 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from townlet_env import TownletVectorEnv
+from townlet_env.rewards import idle_survival
 
 from .acting import Actor, masked_entropy
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -100,10 +101,15 @@ class Trainer:
         self.actor = Actor(online, n, self.device,
                            EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder))
         cu = cfg.curriculum
+        baselines = None
+        if cu.get("idle_baseline", True):
+            steps = idle_survival(self.env.params, torch.tensor(list(cu.multipliers), dtype=torch.float64))
+            baselines = tuple((steps / self.max_steps).clamp(max=1.0).tolist())
         self.curriculum = Curriculum(
             n, self.max_steps, multipliers=tuple(cu.multipliers), window=cu.window,
             min_episodes=cu.min_episodes, advance_survival=cu.advance_survival,
             retreat_survival=cu.retreat_survival, entropy_threshold=cu.entropy_threshold, device=self.device,
+            idle_baselines=baselines,
         ) if cu.enabled else None
         ex = cfg.exploration
         self.rnd = RND(self.layout.size, lr=ex.rnd_lr, device=self.device) if ex.rnd else None

@@ -105,8 +105,8 @@ def test_negative_progress_retreats_even_with_good_survival():
     assert event.learning_progress == pytest.approx(-0.2)
 
 
-def test_high_entropy_blocks_advance():
-    cur = _curriculum(window=4, min_episodes=4)
+def test_high_entropy_blocks_advance_when_the_entropy_gate_is_set():
+    cur = _curriculum(window=4, min_episodes=4, entropy_threshold=0.5)
     for _ in range(10):
         assert _finish(cur, [MAX_STEPS], entropy=torch.tensor([0.9])) == []
     assert cur.stage.tolist() == [0]
@@ -115,6 +115,7 @@ def test_high_entropy_blocks_advance():
     assert event.as_dict() == {
         "agent": 0, "from_stage": 0, "to_stage": 1, "reason": "advance", "survival_rate": 1.0,
         "learning_progress": 0.0, "entropy": pytest.approx(0.1), "episodes_at_stage": 11,
+        "idle_baseline": None,
     }
 
 
@@ -178,3 +179,39 @@ def test_tensor_variant_never_reads_tensors_back_to_the_host():
         returns=torch.empty(8, device="meta"),
     )
     assert upd.change.shape == (8,) and cur.multipliers().shape == (8,)
+
+
+def test_idle_baseline_blocks_advancing_on_survival_an_idler_reaches():
+    """Stage 0's idle baseline is the whole step limit (an agent that only WAITs lives it
+    out at multiplier 0.2 on L2): 0.9 survival there is not enough; at stage 1 (idle
+    baseline 0.57) the same record advances."""
+    cur = Curriculum(1, 500, multipliers=(0.2, 0.5, 1.0), window=4, min_episodes=4,
+                     idle_baselines=(1.0, 0.57, 0.33))
+    done, length = torch.tensor([True]), torch.tensor([450])
+    for _ in range(6):
+        assert cur.record_episodes(done, length) == []
+    for _ in range(4):
+        events = cur.record_episodes(done, torch.tensor([500]))
+    assert [(e.from_stage, e.to_stage, e.idle_baseline) for e in events] == [(0, 1, 1.0)]
+    for _ in range(3):
+        assert cur.record_episodes(done, length) == []
+    [event] = cur.record_episodes(done, length)
+    assert (event.from_stage, event.to_stage, event.reason) == (1, 2, "advance")
+    assert event.idle_baseline == pytest.approx(0.57)
+
+
+def test_entropy_gate_is_off_unless_set():
+    """Near-uniform softmax(Q) entropy (1.7 nats) never blocks the default curriculum."""
+    cur = Curriculum(1, 100, multipliers=(0.5, 1.0), window=2, min_episodes=2)
+    high = torch.tensor([1.7])
+    cur.record_episodes(torch.tensor([True]), torch.tensor([100]), entropy=high)
+    [event] = cur.record_episodes(torch.tensor([True]), torch.tensor([100]), entropy=high)
+    assert event.reason == "advance" and event.idle_baseline is None
+    gated = Curriculum(1, 100, multipliers=(0.5, 1.0), window=2, min_episodes=2, entropy_threshold=1.5)
+    for _ in range(3):
+        assert gated.record_episodes(torch.tensor([True]), torch.tensor([100]), entropy=high) == []
+
+
+def test_one_idle_baseline_per_stage():
+    with pytest.raises(ValueError, match="one idle baseline per stage"):
+        Curriculum(1, 100, multipliers=(0.5, 1.0), idle_baselines=(1.0,))

@@ -80,7 +80,7 @@ def test_curriculum_stages_reach_the_env_during_training(tmp_path):
     # between agents, and the env must always hold each agent's own multiplier.
     t = make_trainer(tmp_path, "pomdp", "train.total_env_steps=1600", "curriculum.min_episodes=1",
                      "curriculum.window=2", "curriculum.advance_survival=0", "curriculum.retreat_survival=0",
-                     "curriculum.entropy_threshold=100")
+                     "curriculum.entropy_threshold=100", "curriculum.idle_baseline=false")
     t.train()
     stages = t.curriculum.stage
     assert stages.max() > 0
@@ -218,7 +218,7 @@ def test_learning_never_touches_the_acting_state(tmp_path):
 
 RESUME = ["checkpoint.every_env_steps=600", "checkpoint.save_replay=true", "agent.replay_capacity=512",
           "curriculum.min_episodes=1", "curriculum.window=2", "curriculum.advance_survival=0",
-          "curriculum.retreat_survival=0", "curriculum.entropy_threshold=100",
+          "curriculum.retreat_survival=0", "curriculum.entropy_threshold=100", "curriculum.idle_baseline=false",
           "curriculum.multipliers=[1.0,1.5,2.0]"]  # short episodes: stages change within the budget
 
 
@@ -398,6 +398,7 @@ WIRING = {
     "curriculum.retreat_survival": ("curriculum.retreat_survival=0.25", lambda t: t.curriculum.retreat_survival, 0.25),
     "curriculum.entropy_threshold": ("curriculum.entropy_threshold=0.9",
                                      lambda t: t.curriculum.entropy_threshold, 0.9),
+    "curriculum.idle_baseline": ("curriculum.idle_baseline=false", lambda t: t.curriculum.uses_baseline, False),
     "train.log_every_env_steps": ("train.log_every_env_steps=640", lambda t: t.next_log, 640),
     "train.torch_threads": ("train.torch_threads=1", lambda t: torch.get_num_threads(), 1),
     "checkpoint.every_env_steps": ("checkpoint.every_env_steps=960", lambda t: t.next_checkpoint, 960),
@@ -407,7 +408,8 @@ NOT_WIRED_HERE = {"seed", "device", "resume", "train.total_env_steps", "train.ma
                   "train.progress_bar", "checkpoint.save_replay", "checkpoint.keep", "wandb.mode",
                   "wandb.project", "wandb.entity", "wandb.group", "wandb.tags",
                   # tested by their own tests below:
-                  "train.final_eval_episodes", "train.final_eval_seed", "train.compile"}
+                  "train.final_eval_episodes", "train.final_eval_seed", "train.final_eval_max_steps",
+                  "train.compile"}
 
 
 def _schema_keys(schema=Config, prefix="") -> set[str]:
@@ -562,7 +564,7 @@ def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(t
     real = evaluate_module.run_episodes
 
     def recording(env, policy, seed, video_frames=None):
-        seen["seed"], seen["num_envs"] = seed, env.num_envs
+        seen["seed"], seen["num_envs"], seen["limit"] = seed, env.num_envs, env.params.max_steps
         survival, returns = real(env, policy, seed, video_frames)
         seen["multiplier"] = env.state.multiplier.clone()
         return survival, returns
@@ -570,8 +572,9 @@ def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(t
     monkeypatch.setattr(evaluate_module, "run_episodes", recording)
     # Training keeps every agent at curriculum stage 0 (multiplier 0.2) ...
     t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=5",
-                     "curriculum.min_episodes=100000")
+                     "curriculum.min_episodes=100000", "train.final_eval_max_steps=1234")
     t.train()
+    assert seen["limit"] == 1234 and t.max_steps == 1000  # longer lives for the evaluation only
     assert t.env.state.multiplier.tolist() == pytest.approx([0.2] * t.cfg.env.num_envs)
     # ... the evaluation does not: fresh towns at 1.0, seeded apart from training.
     assert seen["seed"] == 12345 and seen["num_envs"] == 5
