@@ -80,6 +80,7 @@ def evaluate(cfg) -> dict:
         layout_mode=_pick(cfg.env.layout_mode, saved.get("layout_mode")),
         layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
         max_steps=cfg.env.max_steps,
+        layout_pool="held_out",  # towns whose layouts training never draws
         render_mode="rgb_array" if cfg.video else None,
     )
     if payload is not None:
@@ -119,6 +120,7 @@ def evaluate(cfg) -> dict:
         "level": level,
         "layout_mode": env.pack.layout_mode,
         "reward_mode": env.pack.reward_mode,
+        "layout_pool": env.pack.layout_pool if env.pack.layout_mode != "shared" else "shared",
         "episodes": int(cfg.episodes),
         "seed": int(cfg.seed),
         "mean_survival": float(survival.mean()),

@@ -36,7 +36,10 @@ def seed_everything(seed: int) -> None:
 
 
 def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVectorEnv:
+    """The training env; new towns draw their layouts from the training pool, so that
+    evaluation towns (the held-out pool) are never trained on."""
     e = cfg.env
+    kwargs.setdefault("layout_pool", "train")
     return TownletVectorEnv(
         num_envs or e.num_envs, e.level.value if hasattr(e.level, "value") else e.level, device=device,
         torch_output=True, reward_mode=_value(e.reward_mode), layout_mode=_value(e.layout_mode),
@@ -222,7 +225,8 @@ class Trainer:
         from .evaluate import run_episodes
 
         t = self.cfg.train
-        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes, max_steps=t.get("final_eval_max_steps"))
+        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes, max_steps=t.get("final_eval_max_steps"),
+                       layout_pool="held_out")
         env.set_difficulty(torch.ones(t.final_eval_episodes))
         net = self.learner.policy_network
         was_training = net.training

@@ -32,12 +32,13 @@ class TownletEnv(gym.Env):
         layout_mode: str | None = None,
         layout_seed: int | None = None,
         max_steps: int | None = None,
+        layout_pool: str | None = None,
         one_hot: bool = False,
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps)
+        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
         self.params = WorldParams.build(self.pack, _OPS, one_hot=one_hot)
         self.render_mode = render_mode
         self.observation_space = observation_space(self.params.layout)

@@ -29,6 +29,7 @@ LEVELS = (
 OBSERVABILITY = ("full", "partial")
 REWARD_MODES = ("survival", "baseline_relative", "interoception")
 LAYOUT_MODES = ("shared", "per_town", "per_episode")
+LAYOUT_POOLS = ("any", "train", "held_out")
 
 
 class PackError(ValueError):
@@ -79,6 +80,7 @@ class WorldPack:
     cascade_threshold: float
     cascade_groups: tuple[tuple[CascadeEdge, ...], ...]
     affordances: tuple[Affordance, ...]  # vocabulary order
+    layout_pool: str = "any"  # per-town/per-episode layouts: "train", "held_out" or "any" (rng.LAYOUT_POOLS)
 
 
 # --- small typed readers ---------------------------------------------------------------
@@ -381,7 +383,8 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
 
 
 def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str | None = None,
-                   layout_seed: int | None = None, max_steps: int | None = None) -> WorldPack:
+                   layout_seed: int | None = None, max_steps: int | None = None,
+                   layout_pool: str | None = None) -> WorldPack:
     """Load a level and apply the env constructor's overrides, checking each one."""
     pack = load_pack(level)
     if reward_mode is not None:
@@ -400,4 +403,8 @@ def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str 
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
         pack = replace(pack, max_steps=max_steps)
+    if layout_pool is not None:
+        if layout_pool not in LAYOUT_POOLS:
+            raise ValueError(f"layout_pool must be one of {tuple(LAYOUT_POOLS)}, got {layout_pool!r}")
+        pack = replace(pack, layout_pool=layout_pool)
     return pack

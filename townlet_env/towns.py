@@ -11,10 +11,12 @@ from .params import EMPTY, OUTSIDE, WorldParams
 from .state import WorldState
 
 
-def place_affordances(p: WorldParams, seed, episode):
-    """Padded code grids [N, P]: deployed affordances on distinct cells drawn per key."""
+def place_affordances(p: WorldParams, seed, episode, pool: str | None = None):
+    """Padded code grids [N, P]: deployed affordances on distinct cells drawn per key, from
+    the env's layout pool unless `pool` is given."""
     ops, n = p.ops, seed.shape[0]
-    order = ops.argsort(rng.uniform(ops, seed, episode, rng.LAYOUT, p.cells))
+    pool = p.pack.layout_pool if pool is None else pool
+    order = ops.argsort(rng.uniform(ops, seed, episode, rng.LAYOUT, p.cells, pool))
     chosen = order[:, : p.deployed_codes.shape[0]]
     grid = ops.full((n, p.padded_cells), OUTSIDE, ops.int8)
     inside = ops.xp.broadcast_to(p.cell_to_padded[None, :], (n, p.cells))
@@ -27,7 +29,9 @@ def place_affordances(p: WorldParams, seed, episode):
 def shared_grid(p: WorldParams):
     """[P] the padded code grid every town shares in layout mode "shared"."""
     ops = p.ops
-    return place_affordances(p, ops.full((1,), p.pack.layout_seed, ops.int64), ops.zeros((1,), ops.int64))[0]
+    # The one shared town is the same for training and evaluation: no pool applies.
+    seed = ops.full((1,), p.pack.layout_seed, ops.int64)
+    return place_affordances(p, seed, ops.zeros((1,), ops.int64), pool="any")[0]
 
 
 def town_layouts(p: WorldParams, town_seed, layout_seed: int):

@@ -46,6 +46,7 @@ class TownletVectorEnv(VectorEnv):
         layout_mode: str | None = None,
         layout_seed: int | None = None,
         max_steps: int | None = None,
+        layout_pool: str | None = None,
         one_hot: bool = False,
         render_mode: str | None = None,
         validate_inputs: bool = True,
@@ -57,7 +58,7 @@ class TownletVectorEnv(VectorEnv):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps)
+        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
         self.ops = TorchOps(device)
         self.device = self.ops.device
         self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot)

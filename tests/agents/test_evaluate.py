@@ -111,3 +111,16 @@ def test_env_max_steps_measures_lives_past_the_levels_limit():
 def test_env_max_steps_must_be_positive(bad):
     with pytest.raises(ValueError, match="max_steps must be a positive integer"):
         evaluate(_compose("evaluate", ["policy=random", "episodes=2", f"env.max_steps={bad}"]))
+
+
+def test_evaluation_towns_come_from_the_held_out_pool(tmp_path):
+    """Training draws new towns from the train pool, evaluation from the held-out one."""
+    from townlet_agents.trainer import make_env
+
+    out = evaluate(_compose("evaluate", ["policy=random", "episodes=2", "env.level=L2_partial_observability",
+                                         "env.layout_mode=per_episode"]))
+    assert out["layout_pool"] == "held_out"
+    cfg = _compose("config", ["+experiment=pomdp_random_layout", *TINY])
+    assert make_env(cfg, "cpu").pack.layout_pool == "train"
+    fixed = evaluate(_compose("evaluate", ["policy=random", "episodes=2", "env.level=L2_partial_observability"]))
+    assert fixed["layout_pool"] == "shared"

@@ -8,6 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from townlet_env import AFFORDANCES, LEVELS, TownletEnv, TownletVectorEnv
 
@@ -277,3 +279,56 @@ def test_observation_shows_the_layout():
     for seed in range(3):
         obs, _ = env.reset(seed=seed)
         np.testing.assert_array_equal(obs[env.obs_layout["grid"].slice], inside(env, grids(env)[0]))
+
+
+# --- layout pools: held-out towns ----------------------------------------------------------
+
+@given(seed=st.integers(0, 2**40), episode=st.integers(0, 10**7))
+@settings(max_examples=200, deadline=None)
+def test_training_and_held_out_pools_use_disjoint_halves_of_the_key_space(seed, episode):
+    """A layout is a function of its 32-bit key; the train pool's keys have the top bit
+    clear and the held-out pool's set, so no (seed, episode) of training ever produces the
+    key of an evaluation town."""
+    from townlet_env import rng
+    from townlet_env.backend import NumpyOps
+
+    ops = NumpyOps()
+    s, e = np.array([seed], dtype=np.int64), np.array([episode], dtype=np.int64)
+    draws = {pool: rng.uniform(ops, s, e, rng.LAYOUT, 4, pool) for pool in ("any", "train", "held_out")}
+    k = int(rng.keys(s, e, rng.LAYOUT)[0])
+    expect = {"train": k & 0x7FFFFFFF, "held_out": k | 0x80000000}
+    for pool, key in expect.items():
+        bits = rng.pcg_hash(np.array([key], dtype=np.int64)[:, None] ^ rng.pcg_hash(np.arange(4)[None, :] + 0x9E3779B9))
+        np.testing.assert_array_equal(draws[pool], bits / 4294967296.0)
+    assert (expect["train"] >> 31, expect["held_out"] >> 31) == (0, 1)
+
+
+@pytest.mark.parametrize("mode", ["per_town", "per_episode"])
+def test_pools_draw_different_towns_from_the_same_seeds(mode):
+    envs = {pool: TownletVectorEnv(16, "L2_partial_observability", layout_mode=mode, layout_pool=pool)
+            for pool in ("any", "train", "held_out")}
+    got = {}
+    for pool, env in envs.items():
+        env.reset(seed=3)
+        got[pool] = {g.tobytes() for g in grids(env)}
+        for g in grids(env):
+            check_layout(env, g)
+    assert not got["train"] & got["held_out"]
+    legacy = TownletVectorEnv(16, "L2_partial_observability", layout_mode=mode)
+    legacy.reset(seed=3)
+    assert {g.tobytes() for g in grids(legacy)} == got["any"]  # the default is unchanged
+
+
+def test_pools_leave_the_shared_town_alone():
+    """A fixed-town agent is evaluated on its own town: no pool applies in shared mode."""
+    towns = []
+    for pool in ("train", "held_out"):
+        env = TownletVectorEnv(2, "L2_partial_observability", layout_pool=pool)
+        env.reset(seed=0)
+        towns.append(grids(env))
+    np.testing.assert_array_equal(towns[0], towns[1])
+
+
+def test_unknown_pool_is_refused():
+    with pytest.raises(ValueError, match="layout_pool must be one of"):
+        TownletVectorEnv(1, layout_pool="test")
