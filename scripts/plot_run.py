@@ -9,6 +9,11 @@ A metric that no run logged leaves its panel saying "no data".
 
     python scripts/plot_run.py outputs/2025-01-01/12-00-00
     python scripts/plot_run.py runs/seed0 runs/seed1 runs/seed2 --out seeds.png
+    python scripts/plot_run.py runs/seed* --spread --out seeds.png   # mean and min-max band
+
+With --spread the line panels show the mean over runs and a band from the lowest to the
+highest run, each run's curve interpolated at the env steps the runs logged, up to where
+the shortest run ends.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -104,15 +110,31 @@ def _style(ax, title: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_lines(ax, runs: list[Run], metric: str, title: str, ylabel: str, log_if_positive: bool = False) -> None:
+def spread(curves: list[tuple[list[int], list[float]]]):
+    """The mean, min and max over runs at every step any run logged (within the range all
+    runs cover), each curve interpolated linearly between its own points."""
+    end = min(steps[-1] for steps, _ in curves)
+    start = max(steps[0] for steps, _ in curves)
+    grid = np.array(sorted({s for steps, _ in curves for s in steps if start <= s <= end}), dtype=float)
+    ys = np.stack([np.interp(grid, steps, values) for steps, values in curves])
+    return grid, ys.mean(0), ys.min(0), ys.max(0)
+
+
+def plot_lines(ax, runs: list[Run], metric: str, title: str, ylabel: str, log_if_positive: bool = False,
+               band: bool = False) -> None:
     _style(ax, f"{title}\n({metric})", ylabel)
     drawn = [(run, run.curve(metric)) for run in runs if run.curve(metric)[0]]
     if not drawn:
         _no_data(ax)
         return
+    if band and len(drawn) > 1:
+        grid, mean, low, high = spread([curve for _, curve in drawn])
+        ax.fill_between(grid, low, high, alpha=0.3, label=f"min-max of {len(drawn)} runs")
+        ax.plot(grid, mean, label="mean")
+        drawn = []
     for run, (steps, values) in drawn:
         ax.plot(steps, values, marker="." if len(steps) < 30 else None, label=run.name)
-    if log_if_positive and all(v > 0 for _, (_, values) in drawn for v in values):
+    if log_if_positive and all(v > 0 for run in runs for v in run.curve(metric)[1]):
         ax.set_yscale("log")
     if len(runs) > 1:
         ax.legend(fontsize="small")
@@ -143,22 +165,22 @@ def plot_stages(ax, runs: list[Run]) -> None:
     ax.legend(fontsize="small", loc="lower left")
 
 
-def figure(runs: list[Run]):
+def figure(runs: list[Run], band: bool = False):
     """The 2x3 panel figure; the caller saves and closes it."""
     fig, axes = plt.subplots(2, 3, figsize=(16, 9), constrained_layout=True)
     (a_surv, a_ret, a_stage), (a_eps, a_loss, a_sps) = axes
-    plot_lines(a_surv, runs, *LINE_PANELS["survival"])
-    plot_lines(a_ret, runs, *LINE_PANELS["return"])
+    plot_lines(a_surv, runs, *LINE_PANELS["survival"], band=band)
+    plot_lines(a_ret, runs, *LINE_PANELS["return"], band=band)
     plot_stages(a_stage, runs)
-    plot_lines(a_eps, runs, *LINE_PANELS["epsilon"])
-    plot_lines(a_loss, runs, *LINE_PANELS["td_loss"], log_if_positive=True)
-    plot_lines(a_sps, runs, *LINE_PANELS["sps"])
+    plot_lines(a_eps, runs, *LINE_PANELS["epsilon"], band=band)
+    plot_lines(a_loss, runs, *LINE_PANELS["td_loss"], log_if_positive=True, band=band)
+    plot_lines(a_sps, runs, *LINE_PANELS["sps"], band=band)
     fig.suptitle("Learning curves: " + ", ".join(r.name for r in runs), fontsize=14)
     return fig
 
 
-def plot(runs: list[Run], out: Path) -> None:
-    fig = figure(runs)
+def plot(runs: list[Run], out: Path, band: bool = False) -> None:
+    fig = figure(runs, band)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -170,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run directory holding metrics.jsonl; several to compare seeds")
     parser.add_argument("--out", type=Path, default=None,
                         help="PNG path (default: FIRST_RUN_DIR/learning_curves.png)")
+    parser.add_argument("--spread", action="store_true",
+                        help="one mean line and a min-max band over the runs instead of a line per run")
     args = parser.parse_args(argv)
 
     missing = [d for d in args.run_dirs if not (d / "metrics.jsonl").is_file()]
@@ -183,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         for run, d in zip(runs, args.run_dirs):
             run.name = str(d)
     out = args.out or args.run_dirs[0] / "learning_curves.png"
-    plot(runs, out)
+    plot(runs, out, band=args.spread)
     print(out)
     return 0
 

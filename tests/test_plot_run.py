@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "plot_run.py"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -122,3 +124,28 @@ def test_panels_show_the_hand_written_curves(tmp_path):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_spread_draws_the_mean_and_min_max_band_of_several_runs(tmp_path):
+    """Two hand-written epsilon curves (1.0, 0.5, 0.1) and (0.6, 0.3, 0.1) on the same steps:
+    the mean line passes through 0.8, 0.4, 0.1; the band spans min..max at each step."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plot_run = load_module()
+    other = [dict(r, **{"charts/epsilon": e}) if "charts/epsilon" in r else r
+             for r, e in zip(ROWS, (0.6, 0.3, None, 0.1))]
+    runs = [plot_run.read_run(write_run(tmp_path / "seed0")), plot_run.read_run(write_run(tmp_path / "seed1", other))]
+    fig = plot_run.figure(runs, band=True)
+    eps = fig.axes[3]
+    [mean] = eps.lines
+    x, y = np.asarray(mean.get_xdata()), np.asarray(mean.get_ydata())
+    for step, expected in ((100, 0.8), (200, 0.4), (300, 0.1)):
+        assert np.interp(step, x, y) == pytest.approx(expected)
+    verts = eps.collections[0].get_paths()[0].vertices
+    at_100 = sorted(v[1] for v in verts if v[0] == 100)
+    assert at_100[0] == pytest.approx(0.6) and at_100[-1] == pytest.approx(1.0)
+    plt.close(fig)
+    assert run_script(str(tmp_path / "seed0"), str(tmp_path / "seed1"), "--spread",
+                      "--out", str(tmp_path / "s.png")).returncode == 0
+    assert (tmp_path / "s.png").read_bytes().startswith(PNG_MAGIC)
