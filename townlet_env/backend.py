@@ -77,6 +77,9 @@ class TorchOps:
 
     def __init__(self, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
+        # Whether `none` may read a flag back to skip no-op work: free on the CPU, a host
+        # sync on a GPU. Tests switch it off to run the GPU branch on the CPU.
+        self.read_flags = self.device.type == "cpu"
 
     def asarray(self, x, dtype):
         return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=dtype,
@@ -106,7 +109,7 @@ class TorchOps:
     def none(self, flags) -> bool:
         """On the CPU reading a flag costs nothing, so skip no-op work as numpy does; on a
         GPU always answer False so the step never waits for the device."""
-        return self.device.type == "cpu" and not bool(flags.any())
+        return self.read_flags and not bool(flags.any())
 
     def columns(self, a, idx):
         return torch.index_select(a, 1, idx)
