@@ -92,7 +92,8 @@ def test_training_iterations_between_logging_intervals_never_sync(tmp_path):
     read values by design) excluded; curriculum, RND and prioritized replay on."""
     cfg = compose("+experiment=temporal", "env.num_envs=16", "agent.learning_starts=256", "agent.batch_size=8",
                   "agent.hidden_size=16", "agent.encoder_size=8", "agent.prioritized=true", "exploration.rnd=true",
-                  "curriculum.enabled=true", "train.total_env_steps=2000", "train.log_every_env_steps=100000000",
+                  "curriculum.enabled=true", "curriculum.multipliers=[1.0,1.0]", "train.total_env_steps=3200",
+                  "train.log_every_env_steps=100000000",
                   "checkpoint.every_env_steps=100000000", "train.progress_bar=false", "wandb.mode=disabled")
     trainer = Trainer(cfg, tmp_path)
     trainer.env.ops.read_flags = False  # the GPU branches: no flag reads, no per-step events
