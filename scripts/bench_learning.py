@@ -2,8 +2,11 @@
 budget, no overrides unless given) for several training seeds, then evaluate each learned
 policy, the scripted oracle and random play on the same 100 held-out towns (full
 difficulty, evaluation seed 12345, layouts from the held-out pool), at the level's step
-limit and, with --long-steps, over much longer lives. Prints one row per seed and a
-summary (mean, min, interquartile mean); appends every row to a JSON-lines file.
+limit and, with --long-steps, over much longer lives. Time to oracle: the checkpoints
+taken along each run (every --checkpoint-every env steps) are evaluated the same way, and
+the first to reach 0.9 of the oracle gives the env steps and wall seconds it took. Prints
+one row per seed and a summary (mean, min, interquartile mean); appends every row to a
+JSON-lines file.
 
     python scripts/bench_learning.py pomdp_random_layout --seeds 0 1 2 3 4
     python scripts/bench_learning.py pomdp --seeds 5 6 --parallel 2 --long-steps 5000
@@ -50,17 +53,34 @@ def interquartile_mean(values) -> float:
     return float(x[cut : len(x) - cut].mean())
 
 
-def train_one(experiment: str, seed: int, minutes: float | None, overrides: list[str]) -> dict:
+def train_one(experiment: str, seed: int, minutes: float | None, checkpoint_every: int, overrides: list[str]) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"townlet-learn-{experiment}-s{seed}-"))
+    # Settings that change what is written, never what is learned.
     cmd = [sys.executable, "-m", "townlet_agents.train", f"+experiment={experiment}", f"seed={seed}",
-           "train.progress_bar=false", "train.torch_threads=1", "wandb.mode=disabled", f"hydra.run.dir={run_dir}"]
+           "train.progress_bar=false", "train.torch_threads=1", "wandb.mode=disabled", f"hydra.run.dir={run_dir}",
+           f"checkpoint.every_env_steps={checkpoint_every}", "checkpoint.keep=100000"]
     if minutes:  # a wall-clock budget instead of the shipped env-step budget
         cmd += [f"train.max_wall_minutes={minutes}", "train.total_env_steps=100000000000"]
     started = time.time()
     _run(cmd + overrides)
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = max((r.get("global_step", 0) for r in rows), default=0)
-    return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(time.time() - started), "env_steps": steps}
+    return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(time.time() - started), "env_steps": steps,
+            "started": started}
+
+
+def time_to_oracle(run: dict, episodes: int, oracle_mean: float, fraction: float = 0.9) -> dict:
+    """Greedy survival of every periodic checkpoint of a run on the held-out towns, and the
+    first (env steps, wall seconds since the run started) at `fraction` of the oracle."""
+    curve, reached = [], None
+    for path in sorted(Path(run["run_dir"], "checkpoints").glob("step_*.pt")):
+        mean = evaluate("checkpoint", episodes, [f"checkpoint={path}"])["mean_survival"]
+        point = (int(path.stem.split("_")[1]), round(path.stat().st_mtime - run["started"]), mean)
+        curve.append(point)
+        if reached is None and mean >= fraction * oracle_mean:
+            reached = point
+    return {"checkpoint_curve": curve, "to_oracle_env_steps": reached and reached[0],
+            "to_oracle_seconds": reached and reached[1]}
 
 
 def main() -> None:
@@ -71,6 +91,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, help="wall-clock budget instead of the experiment's env steps")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--long-steps", type=int, default=5000, help="also evaluate lives this long (0 = skip)")
+    ap.add_argument("--checkpoint-every", type=int, default=500_000, help="env steps between checkpoints")
     ap.add_argument("--results", default=str(ROOT / "results" / "learning.jsonl"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
     args = ap.parse_intermixed_args()  # overrides may follow the options
@@ -80,7 +101,8 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or None
     with ThreadPoolExecutor(args.parallel) as pool:
-        runs = list(pool.map(lambda s: train_one(args.experiment, s, args.minutes, args.overrides), args.seeds))
+        runs = list(pool.map(lambda s: train_one(args.experiment, s, args.minutes, args.checkpoint_every,
+                                                 args.overrides), args.seeds))
 
     limits = [("", [])] + ([("long_", [f"env.max_steps={args.long_steps}"])] if args.long_steps else [])
     baselines: dict[str, dict] = {}
@@ -104,14 +126,18 @@ def main() -> None:
                 f"{prefix}oracle_mean": oracle, f"{prefix}random_mean": baselines[prefix + "random"]["mean_survival"],
                 f"{prefix}ratio_to_oracle": round(learned["mean_survival"] / oracle, 3),
             })
+        row.update(time_to_oracle(run, args.episodes, row["oracle_mean"]))
+        del row["started"]
         rows.append(row)
 
     print(f"{args.experiment}: {len(rows)} seeds, {args.episodes} held-out towns each (seed {EVAL_SEED})")
-    print("seed  env steps   train s   learned  oracle  random  ratio" + ("   long ratio" if args.long_steps else ""))
+    print("seed  env steps   train s   learned  oracle  random  ratio  to 0.9 oracle (steps, s)"
+          + ("   long ratio" if args.long_steps else ""))
     for r in rows:
         long = f"   {r['long_ratio_to_oracle']:>10.3f}" if args.long_steps else ""
+        reached = f"{r['to_oracle_env_steps']:,}, {r['to_oracle_seconds']}" if r["to_oracle_env_steps"] else "not reached"
         print(f"{r['seed']:>4}  {r['env_steps']:>10,}  {r['train_seconds']:>7}  {r['learned_mean']:>8.1f} "
-              f"{r['oracle_mean']:>7.1f} {r['random_mean']:>7.1f}  {r['ratio_to_oracle']:.3f}{long}")
+              f"{r['oracle_mean']:>7.1f} {r['random_mean']:>7.1f}  {r['ratio_to_oracle']:.3f}  {reached:>22}{long}")
     summary = {"experiment": args.experiment, "summary": True, "seeds": args.seeds, "commit": commit,
                "overrides": args.overrides, "target": target}
     for prefix, _ in limits:
@@ -121,6 +147,11 @@ def main() -> None:
                         f"{prefix}ratio_iqm": round(interquartile_mean(ratios), 3)})
         print(f"{prefix or 'step-limit '}ratio to oracle: mean {summary[f'{prefix}ratio_mean']:.3f}, "
               f"min {summary[f'{prefix}ratio_min']:.3f}, IQM {summary[f'{prefix}ratio_iqm']:.3f} (target {target})")
+    reached = [r["to_oracle_seconds"] for r in rows if r["to_oracle_seconds"] is not None]
+    summary.update({"to_oracle_reached": f"{len(reached)}/{len(rows)}",
+                    "to_oracle_seconds_median": float(np.median(reached)) if len(reached) == len(rows) else None})
+    print(f"time to 0.9 of the oracle: reached by {len(reached)} of {len(rows)} seeds"
+          + (f", median {summary['to_oracle_seconds_median']:.0f} s" if len(reached) == len(rows) else ""))
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     with open(args.results, "a") as f:
         for r in [*rows, summary]:
