@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Cell codes: 0..13 the affordance vocabulary, EMPTY a floor cell, OUTSIDE beyond the edge.
-NUM_AFFORDANCES = 14
-EMPTY_CODE = NUM_AFFORDANCES
-OUTSIDE_CODE = NUM_AFFORDANCES + 1
-NUM_CELL_CODES = NUM_AFFORDANCES + 2
+from .schema import NUM_AFFORDANCES, NUM_CELL_CODES, NUM_METERS
+
 #: One-hot grid channels: one per affordance, then one marking OUTSIDE; EMPTY is all zeros.
 GRID_CHANNELS = NUM_AFFORDANCES + 1
 OUTSIDE_CHANNEL = NUM_AFFORDANCES
@@ -71,7 +68,7 @@ class ObsLayout:
         specs = (
             ("grid",) + grid,
             ("position", (2,), 0),
-            ("meters", (8,), 0),
+            ("meters", (NUM_METERS,), 0),
             ("affordance",) + here,
             ("time", (3,), 0),
         )

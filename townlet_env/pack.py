@@ -10,25 +10,11 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-METERS = ("energy", "hygiene", "satiation", "money", "mood", "social", "health", "fitness")
-AFFORDANCES = (
-    "Bed", "LuxuryBed", "Shower", "HomeMeal", "FastFood", "Doctor", "Hospital",
-    "Therapist", "Recreation", "Bar", "Job", "Labor", "Gym", "Park",
-)
-LEVELS = (
-    "L0_minimal",
-    "L0_5_dual_resource",
-    "L1_full_observability",
-    "L2_partial_observability",
-    "L3_temporal_mechanics",
-)
-OBSERVABILITY = ("full", "partial")
-REWARD_MODES = ("survival", "baseline_relative", "interoception")
-LAYOUT_MODES = ("shared", "per_town", "per_episode")
+from .schema import AFFORDANCES, HOURS_PER_DAY, LAYOUT_MODES, LEVELS, METERS, OBSERVABILITY, PACKS_DIR, REWARD_MODES
+
 
 
 class PackError(ValueError):
@@ -231,9 +217,9 @@ def _affordance(name: str, raw: Any, r: _Reader) -> dict:
         h = spec["hours"]
         if not (isinstance(h, list) and len(h) == 2):
             raise r.fail(f"{key}.hours", "expected [open, close]")
-        o = r.integer(h[0], f"{key}.hours[0]", 0, 23)
-        c = r.integer(h[1], f"{key}.hours[1]", 1, 47)
-        if not o < c <= o + 24:
+        o = r.integer(h[0], f"{key}.hours[0]", 0, HOURS_PER_DAY - 1)
+        c = r.integer(h[1], f"{key}.hours[1]", 1, 2 * HOURS_PER_DAY - 1)
+        if not o < c <= o + HOURS_PER_DAY:
             raise r.fail(f"{key}.hours", f"[{o}, {c}] is not a valid [open, close) window")
         out["hours"] = (o, c)
     # Only the keys written are returned: defaults are filled in after merging, so a level
@@ -279,7 +265,7 @@ def _merge(base: dict, over: dict) -> dict:
 def pack_path(level: str) -> Path:
     """Path of a shipped level pack, or of a user's pack file."""
     if level in LEVELS:
-        return Path(str(resources.files("townlet_env") / "packs" / f"{level}.toml"))
+        return PACKS_DIR / f"{level}.toml"
     p = Path(level)
     if p.suffix == ".toml":
         return p
@@ -298,7 +284,7 @@ def load_pack(level: str = "L3_temporal_mechanics") -> WorldPack:
             raise r.fail("base", "expected a file name")
         base_path = path.parent / raw["base"]
         if not base_path.exists():  # a user's pack may build on a shipped file by name
-            shipped = Path(str(resources.files("townlet_env") / "packs" / raw["base"]))
+            shipped = PACKS_DIR / raw["base"]
             base_path = shipped if shipped.exists() else base_path
         merged = _check_file(_read_toml(base_path), _Reader(str(base_path)))
     merged = _merge(merged, own)
