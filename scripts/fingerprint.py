@@ -26,10 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from townlet_env import TownletEnv, TownletVectorEnv  # noqa: E402
 
-try:  # the oracle's home moved from the agents package to the env package
-    from townlet_env.oracle import OraclePolicy  # noqa: E402
-except ImportError:  # pragma: no cover - before the move
-    from townlet_agents.oracle import OraclePolicy  # noqa: E402
+from townlet_env.oracle import OraclePolicy  # noqa: E402
 
 LEVELS = ("L0_minimal", "L0_5_dual_resource", "L1_full_observability",
           "L2_partial_observability", "L3_temporal_mechanics")

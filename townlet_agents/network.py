@@ -1,8 +1,8 @@
 """Q-networks: per-part observation encoders, then an LSTM (POMDP) or an MLP (full obs).
 
 Every part of the observation layout has its own encoder, so no input can be silently
-ignored (the original recurrent net dropped the time-of-day inputs, TRAPS 6), and slice
-offsets come only from the `ObsLayout` (TRAPS 25).
+ignored (without the time-of-day inputs opening hours cannot be learned), and slice
+offsets come only from the `ObsLayout`, so no size is typed in twice.
 
 Shapes: observations are time-first, `[T, B, D]` for sequences and `[B, D]` for one acting
 step. The recurrent state is a pair `(h, c)`, each `[B, H]`; `None` means zeros.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from townlet_env.layout import ObsLayout
+from townlet_env import ObsLayout
 
 State = tuple[Tensor, ...]
 """`(h, c)` for the recurrent network, `()` for the feed-forward one."""
