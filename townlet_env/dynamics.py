@@ -1,4 +1,5 @@
-"""The world's step: one pure function advancing every town by one tick (SPEC section 4).
+"""The world's step: one pure function advancing every town by one tick (docs/world.md,
+"The step").
 
 Order per town: the action (move, INTERACT or WAIT, with its meter cost), base depletion
 scaled by the town's difficulty, fitness-modulated health loss, three ordered cascade

@@ -1,4 +1,4 @@
-"""Reward modes (SPEC section 9), computed per agent from the state after the step."""
+"""Reward modes (docs/world.md, "Rewards"), computed per agent from the state after the step."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reward modes (SPEC section 9), per agent.
+"""Reward modes (docs/world.md, "Rewards"), per agent.
 
 survival: 1 per step alive, 0 on the death step.
 interoception: alive * (1 + 0.5 (health - 0.5) + 0.5 (energy - 0.5)) on the post-step meters.
@@ -62,7 +62,7 @@ def test_interoception_worked_example(backend):
 
 
 def test_interoception_stays_positive_in_crisis_and_is_zero_on_death(backend):
-    """Additive, so near-zero meters still pay about .5 (TRAPS 17); death pays 0."""
+    """Additive, so near-zero meters still pay about .5 (a product would vanish in a crisis); death pays 0."""
     w = World(L2, backend, reward_mode="interoception")
     w.place(w.empty_cell())
     w.set_meters(**meters(0.6, energy=0.016, health=0.01, fitness=1.0))
