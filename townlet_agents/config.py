@@ -75,8 +75,7 @@ class AgentConfig:
     thing telling states apart, and two floats through a few ReLUs blur neighbouring cells."""
     dueling: bool = False
     """Dueling Q head (V + A - mean A), meant to keep small action differences resolvable.
-    Off by default: with rewards scaled by 1 - gamma it measured 226 against 263 without it
-    on L0 (3 minutes, seed 1), so no gain (docs/training.md, "Learning results")."""
+    Off by default: it showed no gain when measured (docs/training.md, "Learning results")."""
     lr: float = 1e-3
     """Adam learning rate."""
     adam_eps: float = 1e-4
@@ -86,14 +85,14 @@ class AgentConfig:
     average_decay: float = 0.0
     """Keep an exponential moving average of the online weights with this decay per update
     (0 = none); the final evaluation and `evaluate` act with it. Greedy policies from
-    snapshots of the online weights under a hundred updates apart differed by 106 steps of
-    mean survival on L1; the average varies less (docs/training.md, "Learning results")."""
+    nearby snapshots of the online weights can differ widely in survival; the average
+    varies less (docs/training.md, "Learning results")."""
     reward_scale: Optional[float] = None
     """Multiplies rewards in the TD target; null = 1 - gamma, which puts the value of
     "+1 per step forever" at 1. Adam moves outputs by roughly lr-sized steps, so values of
-    order 1 / (1 - gamma) = 100 took thousands of updates just to reach their scale, and
-    meanwhile every state looked alike (on L0, Q 13 steps before death was 84.4 against
-    93.6 at the start). Logged q_values are in scaled units."""
+    order 1 / (1 - gamma) took thousands of updates just to reach their scale, and
+    meanwhile every state looked alike (docs/training.md, "Learning results"). Logged
+    q_values are in scaled units."""
     n_step: int = 3
     """Steps of the n-step return."""
     seq_len: int = 16
@@ -175,7 +174,7 @@ class TrainConfig:
     log_every_env_steps: int = 10_000
     """Logging interval; values are read from the device only here."""
     torch_threads: int = 1
-    """torch.set_num_threads. On a 2-core machine 2 threads measured 1.15x faster for pomdp (scripts/bench_train.py); keep 1 when running parallel sweep jobs."""
+    """torch.set_num_threads (scripts/bench_train.py measures the gain, docs/scaling.md); keep 1 when running parallel sweep jobs."""
     progress_bar: bool = True
     """Show a console progress bar."""
     final_eval_episodes: int = 0

@@ -14,8 +14,8 @@ Why sequences: the recurrent learner needs the recurrent state at each sequence'
 * Everything is batched over all N agents with masks and `torch.where`; emission computes
   ring slots with a cumsum over the emit flags and a device-side ring pointer, and writes
   non-emitting agents' rows to a trash row (index `capacity`). Nothing on `add`,
-  `flush` or `sample` reads a tensor value on the host (a per-agent host loop is what
-  kept the earlier implementation under 1,000 steps/s).
+  `flush` or `sample` reads a tensor value on the host (a read per step would stall a
+  GPU, and a loop per agent would make the cost grow with N).
 * `flush` emits every agent's not-yet-emitted steps, for step limits, shutdown and
   checkpoints, so agents that survive to the step limit still reach replay.
 * `sample` draws stored sequences uniformly (not episodes, which would over-weight the

@@ -14,7 +14,7 @@ class WorldState:
     progress: Any      # [N] int64 ticks done of the current interaction (0 = none)
     current: Any       # [N] int64 code of the affordance being used (EMPTY = none)
     steps: Any         # [N] int64 steps taken this episode
-    grid: Any          # [N, P] int8 padded cell codes of each town's layout (int8: gathers are ~10x faster)
+    grid: Any          # [N, P] int8 padded cell codes of each town's layout (int8: gathers move an eighth of the bytes of int64)
     multiplier: Any    # [N] float32 difficulty: scales base depletion
     town_seed: Any     # [N] int64 seed of each town's resets
     episode: Any       # [N] int64 episodes started by each town
