@@ -47,9 +47,9 @@ def _pick(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     return scores.argmax(axis=1).astype(np.int64)
 
 
-def vector_hash(level: str, torch_output: bool) -> str:
+def vector_hash(level: str, torch_output: bool, **kwargs) -> str:
     h = hashlib.sha256()
-    env = TownletVectorEnv(TOWNS, level, torch_output=torch_output)
+    env = TownletVectorEnv(TOWNS, level, torch_output=torch_output, **kwargs)
     rng = np.random.default_rng(7)
     obs, info = env.reset(seed=3)
     env.set_difficulty(np.linspace(0.2, 1.0, TOWNS).astype(np.float32))
@@ -126,6 +126,10 @@ def main(parts: list[str]) -> None:
         for level in LEVELS:
             print(f"env {level:26s} torch {vector_hash(level, True)}  numpy {vector_hash(level, False)}  "
                   f"single {single_hash(level)}  oracle {oracle_hash(level)}", flush=True)
+        for level in ("L1_full_observability", "L3_temporal_mechanics"):
+            print(f"rewards {level:22s} " + "  ".join(
+                f"{mode} {vector_hash(level, True, reward_mode=mode)}" for mode in ("interoception", "baseline_relative")),
+                flush=True)
     if "train" in parts:
         for name in TRAIN_RUNS:
             print(f"train {name:12s} {train_hash(name)}", flush=True)

@@ -62,6 +62,7 @@ class WorldPack:
     initial: dict[str, float]
     depletion: dict[str, float]
     modulation: dict[str, float]
+    interoception: dict[str, float]  # base, center, health and energy weights of that reward mode
     cascade_threshold: float
     cascade_groups: tuple[tuple[CascadeEdge, ...], ...]
     affordances: tuple[Affordance, ...]  # vocabulary order
@@ -117,7 +118,8 @@ class _Reader:
 
 # --- per-file validation (partial: a level file may override only some tables) --------
 
-_TOP = ("base", "level", "actions", "meters", "modulation", "cascades", "affordances")
+_TOP = ("base", "level", "actions", "meters", "modulation", "rewards", "cascades", "affordances")
+_INTEROCEPTION = ("base", "center", "health", "energy")
 _LEVEL = (
     "grid_size", "affordances", "observability", "window_radius", "temporal_mechanics",
     "starting_money", "max_steps", "reward_mode", "layout_mode", "layout_seed",
@@ -159,6 +161,14 @@ def _check_file(raw: dict, r: _Reader) -> dict:
     if "modulation" in raw:
         mod = r.table(raw["modulation"], "modulation", ("base", "offset", "gain"))
         out["modulation"] = {k: r.number(v, f"modulation.{k}", 0.0, 10.0) for k, v in mod.items()}
+    if "rewards" in raw:
+        rw = r.table(raw["rewards"], "rewards", ("interoception",))
+        out["rewards"] = {}
+        if "interoception" in rw:
+            io = r.table(rw["interoception"], "rewards.interoception", _INTEROCEPTION)
+            out["rewards"]["interoception"] = {
+                k: r.number(v, f"rewards.interoception.{k}", -10.0, 10.0) for k, v in io.items()
+            }
     if "cascades" in raw:
         out["cascades"] = _cascades(raw["cascades"], r)
     if "affordances" in raw:
@@ -316,6 +326,9 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
     modulation = _require(d, "modulation", r)
     for k in ("base", "offset", "gain"):
         _require(modulation, k, r, "modulation.")
+    interoception = _require(_require(d, "rewards", r), "interoception", r, "rewards.")
+    for k in _INTEROCEPTION:
+        _require(interoception, k, r, "rewards.interoception.")
     cascades = _require(d, "cascades", r)
     affs = _require(d, "affordances", r)
     built = []
@@ -348,6 +361,7 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
         initial={m: meters[m]["initial"] for m in METERS},
         depletion={m: meters[m]["depletion"] for m in METERS},
         modulation=modulation,
+        interoception=interoception,
         cascade_threshold=_require(cascades, "threshold", r, "cascades."),
         cascade_groups=_require(cascades, "groups", r, "cascades."),
         affordances=tuple(built),

@@ -89,6 +89,7 @@ class WorldParams:
     initial: Any              # [meters]
     depletion: Any            # [meters]
     modulation: tuple[float, float]  # health loss = [0] - [1] * fitness
+    interoception: tuple[float, float, float, float]  # base, center, health weight, energy weight
     cascade_threshold: float
     cascades: list            # per ordered group: (sources [k], strengths [k, meters] source -> target)
     cell_to_padded: Any       # [cells] index of a town cell in the padded grid
@@ -177,6 +178,7 @@ class WorldParams:
             initial=ops.asarray(initial, f32),
             depletion=ops.asarray(_vec(pack.depletion), f32),
             modulation=_modulation(pack.modulation),
+            interoception=tuple(pack.interoception[k] for k in ("base", "center", "health", "energy")),
             cascade_threshold=pack.cascade_threshold,
             cascades=[(ops.asarray(src, i64), [ops.asarray(row, f32)[None, :] for row in s])
                       for src, s in cascades],

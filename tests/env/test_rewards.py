@@ -160,3 +160,17 @@ def test_reward_is_zero_on_the_autoreset_step():
     np.testing.assert_array_equal(reward, [0.0, 1.0])
     np.testing.assert_array_equal(term, [False, False])
     assert w.field("steps")[0] == 0 and abs(w.meters()[0, M["energy"]] - 1.0) < TOL
+
+
+def test_interoception_weights_are_the_packs(tmp_path):
+    """The shape of the interoception reward is pack data ([rewards.interoception])."""
+    from townlet_env import TownletEnv
+    from townlet_env.pack import pack_path
+
+    level = pack_path("L2_partial_observability").read_text()
+    flat = tmp_path / "flat.toml"
+    flat.write_text(level + "\n[rewards.interoception]\nbase = 3.0\nhealth = 0.0\nenergy = 0.0\n")
+    env = TownletEnv(str(flat), reward_mode="interoception")
+    env.reset(seed=0)
+    _, reward, terminated, _, _ = env.step(WAIT)
+    assert not terminated and reward == 3.0

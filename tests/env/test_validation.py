@@ -428,6 +428,8 @@ BAD_BASES = {
     "unknown meter in base": ("mood = { initial = 1.0, depletion = 0.001 }",
                               "moood = { initial = 1.0, depletion = 0.001 }", "meters.moood",
                               "unknown key"),
+    "unknown interoception weight": ("center = 0.5", "centre = 0.5", "rewards.interoception.centre",
+                                     "unknown key"),
 }
 
 
