@@ -28,6 +28,7 @@ from townlet_env import TownletEnv, TownletVectorEnv  # noqa: E402
 
 from townlet_env.oracle import OraclePolicy  # noqa: E402
 
+# Written out (not townlet_env.LEVELS) so that adding a level does not change the hashes.
 LEVELS = ("L0_minimal", "L0_5_dual_resource", "L1_full_observability",
           "L2_partial_observability", "L3_temporal_mechanics")
 STEPS = 300

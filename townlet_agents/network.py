@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from townlet_env import ObsLayout
+from townlet_env import NUM_ACTIONS, ObsLayout
 
 State = tuple[Tensor, ...]
 """`(h, c)` for the recurrent network, `()` for the feed-forward one."""
@@ -142,7 +142,7 @@ class RecurrentQNetwork(_QNetwork):
 
     is_recurrent = True
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+    def __init__(self, layout: ObsLayout, num_actions: int = NUM_ACTIONS, hidden_size: int = 128, encoder_size: int = 64,
                  dueling: bool = False, position_cells: bool = False):
         super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
@@ -205,7 +205,7 @@ class FeedForwardQNetwork(_QNetwork):
 
     is_recurrent = False
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+    def __init__(self, layout: ObsLayout, num_actions: int = NUM_ACTIONS, hidden_size: int = 128, encoder_size: int = 64,
                  dueling: bool = False, position_cells: bool = False):
         super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(

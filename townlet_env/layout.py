@@ -45,15 +45,16 @@ class ObsLayout:
     """Ordered parts of the flat observation vector.
 
     Parts (always present, in this order), default (code) encoding:
-      grid       (cells,)   cell code of each observed cell, row-major from the top-left:
-                            0..13 affordance identity, 14 empty floor, 15 outside the town
+      grid       (cells,)   cell code of each observed cell, row-major from the top-left
+                            (schema: an affordance's index, EMPTY_CODE, OUTSIDE_CODE)
       position   (2,)       agent x, y normalised to [0, 1]
-      meters     (8,)       the eight meters in METERS order
-      affordance (1,)       code of the affordance under the agent; 14 = none
+      meters     (meters,)  the meters in schema.METERS order
+      affordance (1,)       code of the affordance under the agent; EMPTY_CODE = none
       time       (3,)       sin(hour), cos(hour), interaction progress in [0, 1];
                             all zero when temporal mechanics are off
-    With `one_hot=True`, grid is (cells, 15) (channel k = affordance k, channel 14 =
-    outside, empty = all zeros) and affordance is (15,) (index 14 = none).
+    With `one_hot=True`, grid is (cells, GRID_CHANNELS) (channel k = affordance k, the last
+    channel = outside, empty = all zeros) and affordance is (affordances + 1,) (the last
+    index = none).
     """
 
     parts: tuple[ObsPart, ...]

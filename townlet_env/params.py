@@ -81,8 +81,8 @@ class WorldParams:
     reward_mode: str
     layout: ObsLayout
     action_cost: Any          # [actions, meters]
-    action_cell_delta: Any    # [6] flat-cell offset of each action
-    move_mask: Any            # [cells, 6] moves that stay on the grid; INTERACT False, WAIT True
+    action_cell_delta: Any    # [actions] flat-cell offset of each action
+    move_mask: Any            # [cells, actions] moves that stay on the grid; INTERACT False, WAIT True
     interaction: Any          # [affordances + 1, INTERACTION.width] per code, columns named by INTERACTION
     inv_ticks: Any            # [affordances + 1] 1 / ticks, for the progress observation
     open_at: Any              # [(affordances + 1) * hours] open at code * HOURS_PER_DAY + hour; EMPTY never

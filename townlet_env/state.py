@@ -9,7 +9,7 @@ from typing import Any
 @dataclass
 class WorldState:
     cell: Any          # [N] int64 flat cell index y * G + x of the agent
-    meters: Any        # [N, 8] float32 in [0, 1]
+    meters: Any        # [N, meters] float32 in [0, 1], in schema.METERS order
     hour: Any          # [N] int64 clock hour 0..23 (stays 0 without temporal mechanics)
     progress: Any      # [N] int64 ticks done of the current interaction (0 = none)
     current: Any       # [N] int64 code of the affordance being used (EMPTY = none)
