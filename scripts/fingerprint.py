@@ -4,6 +4,11 @@ A refactor that must not change behaviour prints the same hashes before and afte
 
     python scripts/fingerprint.py            # every part
     python scripts/fingerprint.py env        # env trajectories only (seconds)
+    python scripts/fingerprint.py golden     # rewrite tests/env/golden_trajectories.json
+
+The golden file pins the env's trajectories in the test suite
+(tests/env/test_golden_trajectories.py). A change that is meant to alter the world (a
+pack's numbers, a rule) regenerates it with the last command and says so in its commit.
 
 Env part: on every shipped level, the torch vector env, the numpy vector env and the
 single env are stepped with seeded random allowed actions, and the scripted oracle plays
@@ -15,6 +20,7 @@ targets and weight averaging) with fixed seeds, hashing the final network parame
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -120,9 +126,29 @@ def train_hash(name: str) -> str:
     return h.hexdigest()[:16]
 
 
+GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "env" / "golden_trajectories.json"
+
+
+def golden_records() -> dict[str, str]:
+    """What the golden file pins: the env alone (vector torch path, single numpy path and
+    the two other reward modes), not the oracle or training, whose float reductions may
+    round differently on another CPU."""
+    records = {}
+    for level in LEVELS:
+        records[f"{level} vector"] = vector_hash(level, True)
+        records[f"{level} single"] = single_hash(level)
+    for level in ("L1_full_observability", "L3_temporal_mechanics"):
+        for mode in ("interoception", "baseline_relative"):
+            records[f"{level} {mode}"] = vector_hash(level, True, reward_mode=mode)
+    return records
+
+
 def main(parts: list[str]) -> None:
     torch.set_num_threads(1)
     parts = parts or ["env", "train"]
+    if "golden" in parts:
+        GOLDEN.write_text(json.dumps(golden_records(), indent=1) + "\n")
+        print(f"wrote {GOLDEN}")
     if "env" in parts:
         for level in LEVELS:
             print(f"env {level:26s} torch {vector_hash(level, True)}  numpy {vector_hash(level, False)}  "
