@@ -154,9 +154,8 @@ def main(parts: list[str]) -> None:
             print(f"env {level:26s} torch {vector_hash(level, True)}  numpy {vector_hash(level, False)}  "
                   f"single {single_hash(level)}  oracle {oracle_hash(level)}", flush=True)
         for level in ("L1_full_observability", "L3_temporal_mechanics"):
-            print(f"rewards {level:22s} " + "  ".join(
-                f"{mode} {vector_hash(level, True, reward_mode=mode)}" for mode in ("interoception", "baseline_relative")),
-                flush=True)
+            hashes = [f"{m} {vector_hash(level, True, reward_mode=m)}" for m in ("interoception", "baseline_relative")]
+            print(f"rewards {level:22s} " + "  ".join(hashes), flush=True)
     if "train" in parts:
         for name in TRAIN_RUNS:
             print(f"train {name:12s} {train_hash(name)}", flush=True)

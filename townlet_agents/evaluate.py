@@ -22,7 +22,9 @@ from townlet_env.schema import DEFAULT_LEVEL
 from .acting import Actor
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli_errors import user_error
-from .config import ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device
+from .config import (
+    ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
+)
 from .episodes import random_policy, run_episodes
 from .factories import layout_record, make_network
 

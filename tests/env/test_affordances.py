@@ -1,4 +1,5 @@
-"""Affordances (docs/world.md, "Affordances" and "Multi-tick interactions"): every one of the 14, instant (L2) and ticked (L3).
+"""Affordances (docs/world.md, "Affordances" and "Multi-tick interactions"): every one of
+the 14, instant (L2) and ticked (L3).
 
 Expected numbers come from the docs/world.md tables transcribed in conftest (INSTANT, TICKED) and
 are compared with what the env does, on the single env (numpy) and the vector env (torch).

@@ -24,4 +24,5 @@ def test_env_trajectories_match_the_golden_file():
     torch.set_num_threads(1)
     fp = _fingerprint()
     golden = json.loads(fp.GOLDEN.read_text())
-    assert fp.golden_records() == golden, "regenerate with `python scripts/fingerprint.py golden` only if the world changed on purpose"
+    assert fp.golden_records() == golden, \
+        "regenerate with `python scripts/fingerprint.py golden` only if the world changed on purpose"
