@@ -61,11 +61,14 @@ class OraclePolicy:
         self.env = env
         p = env.params
         self.tuning = t = tuning or OracleTuning()
+        if not len(t.threshold) == len(t.weight) == NUM_METERS:  # one per meter, in schema.METERS order
+            raise ValueError(f"OracleTuning needs {NUM_METERS} thresholds and weights (schema.METERS order)")
         dev = env.device
         aff = slice(0, NUM_AFFORDANCES)                                   # rows of real affordances
         ticks = p.ticks[aff].to(dev)
         self.ticks = ticks.long()                                         # [A]
-        self.gain = p.tick_gain[aff].to(dev) * ticks[:, None] + p.bonus[aff].to(dev)  # [A, meters] full use, money net of price
+        # [A, meters] a full use: every tick's gain (money net of the price) plus the bonus
+        self.gain = p.tick_gain[aff].to(dev) * ticks[:, None] + p.bonus[aff].to(dev)
         self.tick_price = p.tick_price[aff].to(dev)                       # [A]
         self.price = self.tick_price * ticks                              # [A] full use
         self.open_at = p.open_hours[aff].to(dev)                          # [A, hours]

@@ -189,3 +189,10 @@ def test_each_town_is_read_from_its_own_grid():
             break
         obs, _, _, _, info = env.step(a)
     assert env.state.cell.tolist() == beds and bool((a == INTERACT).all())
+
+
+def test_tuning_must_cover_every_meter():
+    from townlet_env.oracle import OracleTuning
+
+    with pytest.raises(ValueError, match="thresholds and weights"):
+        OraclePolicy(_env("L0_minimal", 1), OracleTuning(threshold=[0.5]))
