@@ -1,6 +1,8 @@
 """The training loop: collect with all agents at once, store sequences, learn, log,
 checkpoint. It reads top to bottom like CleanRL's dqn.py; the pieces it calls live in
-their own modules (network, acting, replay, learner, exploration, curriculum, checkpoint).
+their own modules (factories, acting, replay, learner, exploration, curriculum,
+checkpoint, episodes). The factories are re-exported here for callers written against
+this module.
 """
 
 from __future__ import annotations
