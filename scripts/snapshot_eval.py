@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 
 from townlet_agents.acting import Actor
 from townlet_agents.checkpoint import load_checkpoint
-from townlet_agents.evaluate import run_episodes
-from townlet_agents.trainer import make_env, make_network
+from townlet_agents.episodes import run_episodes
+from townlet_agents.factories import make_env, make_network
 
 EVAL_SEED = 12345
 
@@ -55,7 +55,7 @@ def main() -> None:
                 survival, _ = run_episodes(env, Actor(net, args.episodes, "cpu").greedy, seed=EVAL_SEED)
             column.append(float(survival.mean()))
         print(f"{payload['counters']['global_step']:>12,}  {scores['online'][-1]:>8.1f}  {scores['averaged'][-1]:>8.1f}")
-    limit = env.params.max_steps
+    limit = env.pack.max_steps
     for weights, column in scores.items():
         print(f"{weights:>8}: {len(column)} checkpoints, mean {statistics.mean(column):.1f}, "
               f"min {min(column):.1f}, at the {limit}-step limit in every episode: {sum(s == limit for s in column)}")

@@ -190,3 +190,11 @@ def test_kill_9_then_resume_continues_the_run(tmp_path):
     # Epsilon carries on down the schedule (minimal: 1.0 -> 0.01 over 60k env steps).
     first = metrics(resumed_dir)[0]
     assert first["charts/epsilon"] == pytest.approx(1.0 - 0.99 * (first["global_step"] - 4) / 60000, abs=1e-4)
+
+
+def test_a_bad_pack_file_is_one_line_naming_file_and_key(tmp_path):
+    pack = tmp_path / "bad.toml"
+    pack.write_text('base = "town.toml"\n[level]\ngrid_size = "big"\n')
+    proc = train("+experiment=minimal", f"env.level={pack}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, str(pack), "level.grid_size")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -1,5 +1,6 @@
 """Acting: one batched forward pass for all agents per step, each agent's recurrent state
-carried between steps and zeroed exactly when that agent's own episode ends (TRAPS 2)."""
+carried between steps and zeroed exactly when that agent's own episode ends, never when
+another agent's does or when the learner updates."""
 
 from __future__ import annotations
 

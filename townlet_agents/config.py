@@ -15,25 +15,13 @@ from typing import Optional, get_type_hints
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
+from townlet_env import PackError, load_pack
+from townlet_env.schema import LAYOUT_MODES, REWARD_MODES
 
-class Level(str, Enum):
-    L0_minimal = "L0_minimal"
-    L0_5_dual_resource = "L0_5_dual_resource"
-    L1_full_observability = "L1_full_observability"
-    L2_partial_observability = "L2_partial_observability"
-    L3_temporal_mechanics = "L3_temporal_mechanics"
-
-
-class RewardMode(str, Enum):
-    survival = "survival"
-    baseline_relative = "baseline_relative"
-    interoception = "interoception"
-
-
-class LayoutMode(str, Enum):
-    shared = "shared"
-    per_town = "per_town"
-    per_episode = "per_episode"
+# The env owns these vocabularies; the Enums only let Hydra reject a wrong choice at
+# composition, naming the key.
+RewardMode = Enum("RewardMode", {m: m for m in REWARD_MODES}, type=str)
+LayoutMode = Enum("LayoutMode", {m: m for m in LAYOUT_MODES}, type=str)
 
 
 class NetworkKind(str, Enum):
@@ -59,8 +47,9 @@ class WandbMode(str, Enum):
 
 @dataclass
 class EnvConfig:
-    level: Level = Level.L2_partial_observability
-    """World pack (level) to train on."""
+    level: str = "L2_partial_observability"
+    """World pack to train on: a shipped level name or the path of a .toml pack
+    (docs/custom_worlds.md)."""
     num_envs: int = 128
     """Towns (agents) stepped together; each batched step adds num_envs env steps (agent-steps)."""
     reward_mode: Optional[RewardMode] = None
@@ -86,8 +75,7 @@ class AgentConfig:
     thing telling states apart, and two floats through a few ReLUs blur neighbouring cells."""
     dueling: bool = False
     """Dueling Q head (V + A - mean A), meant to keep small action differences resolvable.
-    Off by default: with rewards scaled by 1 - gamma it measured 226 against 263 without it
-    on L0 (3 minutes, seed 1), so no gain (docs/training.md, "Learning results")."""
+    Off by default: it showed no gain when measured (docs/training.md, "Learning results")."""
     lr: float = 1e-3
     """Adam learning rate."""
     adam_eps: float = 1e-4
@@ -97,14 +85,14 @@ class AgentConfig:
     average_decay: float = 0.0
     """Keep an exponential moving average of the online weights with this decay per update
     (0 = none); the final evaluation and `evaluate` act with it. Greedy policies from
-    snapshots of the online weights under a hundred updates apart differed by 106 steps of
-    mean survival on L1; the average varies less (docs/training.md, "Learning results")."""
+    nearby snapshots of the online weights can differ widely in survival; the average
+    varies less (docs/training.md, "Learning results")."""
     reward_scale: Optional[float] = None
     """Multiplies rewards in the TD target; null = 1 - gamma, which puts the value of
     "+1 per step forever" at 1. Adam moves outputs by roughly lr-sized steps, so values of
-    order 1 / (1 - gamma) = 100 took thousands of updates just to reach their scale, and
-    meanwhile every state looked alike (on L0, Q 13 steps before death was 84.4 against
-    93.6 at the start). Logged q_values are in scaled units."""
+    order 1 / (1 - gamma) took thousands of updates just to reach their scale, and
+    meanwhile every state looked alike (docs/training.md, "Learning results"). Logged
+    q_values are in scaled units."""
     n_step: int = 3
     """Steps of the n-step return."""
     seq_len: int = 16
@@ -191,7 +179,7 @@ class TrainConfig:
     log_every_env_steps: int = 10_000
     """Logging interval; values are read from the device only here."""
     torch_threads: int = 1
-    """torch.set_num_threads. On a 2-core machine 2 threads measured 1.15x faster for pomdp (scripts/bench_train.py); keep 1 when running parallel sweep jobs."""
+    """torch.set_num_threads (scripts/bench_train.py measures the gain, docs/scaling.md); keep 1 when running parallel sweep jobs."""
     progress_bar: bool = True
     """Show a console progress bar."""
     final_eval_episodes: int = 0
@@ -256,7 +244,8 @@ def _check(ok: bool, key: str, problem: str) -> None:
 
 
 def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
-    """Refuse keys the schema does not define (TRAPS 23). Composition already rejects
+    """Refuse keys the schema does not define: a setting under a wrong name must never
+    be silently ignored in favour of a default. Composition already rejects
     `agent.lrr=1`, but Hydra lets an append override (`+agent.foo=1`) insert a new key even
     into a structured config, so the composed config is walked once more here."""
     schema = schema or Config
@@ -269,29 +258,29 @@ def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
             check_known_keys(cfg[key], hints[key], f"{prefix}{key}.")
 
 
-def check_config(cfg) -> None:
-    """Range checks that types alone cannot express. Raises ConfigError naming the key."""
-    if isinstance(cfg, DictConfig):
-        check_known_keys(cfg)
-    a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
-    for key, value in (("env.num_envs", cfg.env.num_envs), ("agent.hidden_size", a.hidden_size),
-                       ("agent.encoder_size", a.encoder_size), ("agent.n_step", a.n_step),
-                       ("agent.seq_len", a.seq_len), ("agent.batch_size", a.batch_size),
-                       ("agent.replay_capacity", a.replay_capacity),
-                       ("agent.target_update_every", a.target_update_every),
-                       ("train.total_env_steps", t.total_env_steps),
-                       ("train.log_every_env_steps", t.log_every_env_steps),
-                       ("train.torch_threads", t.torch_threads),
-                       ("checkpoint.every_env_steps", c.every_env_steps), ("checkpoint.keep", c.keep),
-                       ("curriculum.min_episodes", cu.min_episodes)):
-        _check(value > 0, key, f"must be > 0, got {value}")
-    for key, value in (("curriculum.window", cu.window), ("exploration.anneal_window", e.anneal_window)):
-        _check(value >= 2, key, f"must be >= 2 episodes (a trend needs two), got {value}")
+def check_level(level: str, key: str = "env.level") -> None:
+    """Load the pack once so that a bad level name or a bad pack file fails before any
+    training or evaluation starts, naming the pack's file and key."""
+    try:
+        load_pack(level)
+    except PackError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def check_agent(a) -> None:
+    """Range checks of `agent.*` (an AgentConfig or its DictConfig); the learner's view of
+    the config is built through here too, so these are the only checks of its values."""
+    for key in ("hidden_size", "encoder_size", "n_step", "seq_len", "batch_size", "replay_capacity",
+                "target_update_every"):
+        value = getattr(a, key)
+        _check(value > 0, f"agent.{key}", f"must be > 0, got {value}")
     _check(a.seq_len % 2 == 0, "agent.seq_len", f"must be even (sequences overlap by half), got {a.seq_len}")
     _check(0 <= a.burn_in < a.seq_len, "agent.burn_in", f"must be in [0, seq_len), got {a.burn_in}")
     _check(0.0 < a.gamma <= 1.0, "agent.gamma", f"must be in (0, 1], got {a.gamma}")
     _check(a.reward_scale is None or a.reward_scale > 0, "agent.reward_scale",
            f"must be > 0 (or null for 1 - gamma), got {a.reward_scale}")
+    _check(_value(a.loss) in [k.value for k in LossKind], "agent.loss",
+           f"must be one of {', '.join(k.value for k in LossKind)}, got {_value(a.loss)!r}")
     _check(a.lr > 0, "agent.lr", f"must be > 0, got {a.lr}")
     _check(a.adam_eps > 0, "agent.adam_eps", f"must be > 0, got {a.adam_eps}")
     _check(a.replay_ratio > 0, "agent.replay_ratio", f"must be > 0, got {a.replay_ratio}")
@@ -304,6 +293,27 @@ def check_config(cfg) -> None:
         v = getattr(a, key)
         _check(0.0 <= v <= 1.0, f"agent.{key}", f"is a probability, must be in [0, 1], got {v}")
     _check(a.priority_alpha >= 0, "agent.priority_alpha", f"must be >= 0, got {a.priority_alpha}")
+
+
+def _value(x):
+    return getattr(x, "value", x)
+
+
+def check_config(cfg) -> None:
+    """Range checks that types alone cannot express. Raises ConfigError naming the key."""
+    if isinstance(cfg, DictConfig):
+        check_known_keys(cfg)
+    a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
+    check_agent(a)
+    for key, value in (("env.num_envs", cfg.env.num_envs),
+                       ("train.total_env_steps", t.total_env_steps),
+                       ("train.log_every_env_steps", t.log_every_env_steps),
+                       ("train.torch_threads", t.torch_threads),
+                       ("checkpoint.every_env_steps", c.every_env_steps), ("checkpoint.keep", c.keep),
+                       ("curriculum.min_episodes", cu.min_episodes)):
+        _check(value > 0, key, f"must be > 0, got {value}")
+    for key, value in (("curriculum.window", cu.window), ("exploration.anneal_window", e.anneal_window)):
+        _check(value >= 2, key, f"must be >= 2 episodes (a trend needs two), got {value}")
     _check(e.intrinsic_weight >= 0, "exploration.intrinsic_weight", f"must be >= 0, got {e.intrinsic_weight}")
     _check(e.rnd_lr > 0, "exploration.rnd_lr", f"must be > 0, got {e.rnd_lr}")
     _check(e.anneal_variance >= 0, "exploration.anneal_variance", f"must be >= 0, got {e.anneal_variance}")
@@ -319,6 +329,7 @@ def check_config(cfg) -> None:
     _check(t.final_eval_episodes >= 0, "train.final_eval_episodes", f"must be >= 0, got {t.final_eval_episodes}")
     _check(t.final_eval_max_steps is None or t.final_eval_max_steps >= 1, "train.final_eval_max_steps",
            f"must be null or >= 1, got {t.final_eval_max_steps}")
+    check_level(str(cfg.env.level))
     if cfg.env.layout_seed is not None:
         _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
     resolve_device(cfg.device)
@@ -357,8 +368,9 @@ class Policy(str, Enum):
 
 @dataclass
 class EvalEnvConfig:
-    level: Optional[Level] = None
-    """Level; null = the checkpoint's (L3_temporal_mechanics for policy=random)."""
+    level: Optional[str] = None
+    """Level name or .toml pack path; null = the checkpoint's (L3_temporal_mechanics for
+    policy=random or oracle)."""
     reward_mode: Optional[RewardMode] = None
     """Reward mode; null = the checkpoint's, else the pack's."""
     layout_mode: Optional[LayoutMode] = None
@@ -375,7 +387,7 @@ class EvalConfig:
     checkpoint: Optional[str] = None
     """Checkpoint to evaluate (required unless policy=random)."""
     policy: Policy = Policy.checkpoint
-    """checkpoint | random."""
+    """checkpoint | random | oracle (the env's scripted baseline, townlet_env.oracle)."""
     episodes: int = 100
     """Greedy episodes, run as that many towns in one batch."""
     seed: int = 12345

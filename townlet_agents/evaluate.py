@@ -1,5 +1,5 @@
 """Entry point: `python -m townlet_agents.evaluate checkpoint=PATH [episodes=N]
-[env.level=...] [seed=...] [video=out.gif] [policy=random]`.
+[env.level=NAME|PATH.toml] [seed=...] [video=out.gif] [policy=random|oracle]`.
 
 Runs greedy episodes at full difficulty (multiplier 1.0), one town per episode in one
 batch, and prints survival statistics; the last line is JSON.
@@ -13,10 +13,20 @@ import sys
 import hydra
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
+from townlet_env import TownletVectorEnv
+from townlet_env import OraclePolicy
+from townlet_env.schema import DEFAULT_LEVEL
+
+from .acting import Actor
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import ConfigError, EvalConfig, check_known_keys, register_eval_configs, resolve_device
-from .pack_errors import user_error
+from .cli_errors import user_error
+from .config import (
+    ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
+)
+from .episodes import random_policy, run_episodes
+from .factories import layout_record, make_network
 
 register_eval_configs()
 
@@ -26,38 +36,7 @@ def _pick(override, saved, default=None):
     return value if value is not None else (saved if saved is not None else default)
 
 
-def run_episodes(env, policy, seed: int, video_frames: list | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Step until every town has finished one episode; returns survival and returns [N].
-
-    `policy(obs, action_mask) -> actions`; towns are reset with `seed` and run at whatever
-    difficulty the env holds (a fresh env: full, 1.0), for at most the level's step limit.
-    The trainer's final evaluation calls this too, so both measure survival the same way.
-    """
-    obs, info = env.reset(seed=seed)
-    n = env.num_envs
-    done_once = torch.zeros(n, dtype=torch.bool, device=env.device)
-    survival = torch.zeros(n, dtype=torch.long, device=env.device)
-    returns = torch.zeros(n, device=env.device)
-    for _ in range(env.params.max_steps):
-        if video_frames is not None and not bool(done_once[0]):
-            video_frames.append(env.render())
-        action = policy(obs, info["action_mask"])
-        obs, reward, terminated, truncated, info = env.step(action)
-        live = ~done_once
-        survival += live.long()
-        returns += reward * live
-        done_once |= terminated | truncated
-        if bool(done_once.all()):
-            break
-    return survival.cpu().numpy(), returns.cpu().numpy()
-
-
 def evaluate(cfg) -> dict:
-    from townlet_env import TownletVectorEnv
-
-    from .acting import Actor
-    from .trainer import layout_record, make_network
-
     check_known_keys(cfg, EvalConfig)  # `+env.foo=1` slips through composition
     if cfg.episodes <= 0:
         raise ConfigError(f"episodes: must be > 0, got {cfg.episodes}")
@@ -73,7 +52,8 @@ def evaluate(cfg) -> dict:
             raise ConfigError("checkpoint: a checkpoint path is required (or use policy=random)")
         payload = load_checkpoint(cfg.checkpoint, map_location=device)
         saved = payload["config"].get("env", {})
-    level = _pick(cfg.env.level, saved.get("level"), "L3_temporal_mechanics")
+    level = _pick(cfg.env.level, saved.get("level"), DEFAULT_LEVEL)
+    check_level(level, "env.level")
     env = TownletVectorEnv(
         cfg.episodes, level, device=device, torch_output=True,
         reward_mode=_pick(cfg.env.reward_mode, saved.get("reward_mode")),
@@ -84,8 +64,6 @@ def evaluate(cfg) -> dict:
         render_mode="rgb_array" if cfg.video else None,
     )
     if payload is not None:
-        from omegaconf import OmegaConf
-
         if payload["layout"] != layout_record(env.obs_layout):
             raise CheckpointError(f"{cfg.checkpoint}: trained on a level with a different observation "
                                   f"layout than {level!r}")
@@ -100,15 +78,9 @@ def evaluate(cfg) -> dict:
         actor = Actor(net, cfg.episodes, device)
         policy = actor.greedy
     elif policy_kind == "oracle":
-        from .oracle import OraclePolicy
-
         policy = OraclePolicy(env)
     else:
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)
-
-        def policy(obs, mask):
-            scores = torch.rand(mask.shape, generator=gen, device=device).masked_fill(~mask, -1.0)
-            return scores.argmax(dim=-1)
+        policy = random_policy(device, cfg.seed)
 
     frames: list | None = [] if cfg.video else None
     survival, returns = run_episodes(env, policy, cfg.seed, frames)
@@ -128,8 +100,8 @@ def evaluate(cfg) -> dict:
         "std_survival": float(survival.std()),
         "min_survival": int(survival.min()),
         "max_survival": int(survival.max()),
-        "step_limit": int(env.params.max_steps),
-        "reached_limit": float((survival >= env.params.max_steps).mean()),
+        "step_limit": int(env.pack.max_steps),
+        "reached_limit": float((survival >= env.pack.max_steps).mean()),
         "mean_return": float(returns.mean()),
     }
 

@@ -7,16 +7,18 @@ observation indices 0..L):
    the current weights would not have produced, so its first B steps only warm the state
    up: no loss there, and no gradient into the stale start. A sequence that starts an
    episode begins from the exact (zero) state and learns from its first step. Both
-   networks carry their state step to step through the whole sequence (TRAPS 1).
+   networks carry their state step to step through the whole sequence (docs/training.md,
+   "Burn-in, and why").
 2. n-step double-DQN target per step t >= B, argmax restricted to the actions allowed in
    the bootstrap state; bootstrap at truncation and at the end of unfinished windows, not
-   at termination (TRAPS 3).
+   at termination (docs/training.md, "The target: masked n-step double DQN").
 3. Huber (or MSE) loss, a masked mean over valid steps only; every logged metric is a
-   masked mean too (TRAPS 4). Metrics are returned as detached tensors, never `.item()`.
+   masked mean too (docs/training.md, "Masks, and why"). Metrics are returned as
+   detached tensors, never `.item()`.
 4. Adam, gradient clipping, target update (hard every K updates, or Polyak).
 
 The reward is `reward_ext + intrinsic_weight * reward_int`, formed in `sequence_td` and
-nowhere else (TRAPS 15).
+nowhere else, so the weight is applied exactly once.
 """
 
 from __future__ import annotations
@@ -29,64 +31,46 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import AgentConfig, check_agent, reward_scale
 
-@dataclass
+
+@dataclass(frozen=True)
 class LearnerConfig:
-    """Hyperparameters of the learning step."""
+    """What the learning step reads: a view of `AgentConfig` under the same names, built
+    by `learner_config`. The values, their defaults, their documentation and their range
+    checks live in townlet_agents.config, once."""
 
-    lr: float = 1e-4
-    """Adam learning rate."""
-    adam_eps: float = 1e-3
-    """Adam epsilon (R2D2 uses 1e-3)."""
-    gamma: float = 0.99
-    """Discount factor per step."""
-    n_step: int = 5
-    """Number of rewards summed before bootstrapping."""
-    burn_in: int = 0
-    """Leading steps of each sequence used only to warm up the recurrent state (no loss)."""
-    loss: str = "huber"
-    """'huber' (smooth L1) or 'mse'."""
-    huber_delta: float = 1.0
-    """Where the Huber loss turns from quadratic to linear."""
-    max_grad_norm: float = 10.0
-    """Gradient clipping threshold on the global L2 norm."""
-    target_update_period: int = 2500
-    """Hard target update every this many updates (used when target_tau is 0)."""
-    target_tau: float = 0.0
-    """Polyak factor: target <- (1 - tau) target + tau online after every update; 0 = hard."""
-    average_decay: float = 0.0
-    """Decay of an exponential moving average of the online weights, updated after every
-    step (`Learner.averaged`); 0 keeps none. The average is for acting greedily, not for
-    learning: one snapshot of the online weights can be a much worse greedy policy than
-    its neighbours a few hundred updates away."""
-    reward_scale: float = 1.0
-    """Rewards (extrinsic + weighted intrinsic) are multiplied by this in the TD target, so
-    Q-values come out in scaled units. The greedy policy is unchanged by a positive scale;
-    what changes is how fast Adam can move the outputs to the right size (see AgentConfig)."""
-    intrinsic_weight: float = 0.0
+    lr: float
+    adam_eps: float
+    gamma: float
+    n_step: int
+    burn_in: int
+    loss: str
+    grad_clip: float
+    target_update_every: int
+    tau: float
+    average_decay: float
+    reward_scale: float
+    """`agent.reward_scale` with null resolved (config.reward_scale)."""
+    intrinsic_weight: float
     """Initial weight of the intrinsic reward (the trainer may anneal `Learner.intrinsic_weight`)."""
+    huber_delta: float = 1.0
+    """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9
-    """Sequence priority = eta * max |TD| + (1 - eta) * mean |TD| over valid steps (R2D2)."""
+    """Sequence priority = eta * max |TD| + (1 - eta) * mean |TD| over valid steps (R2D2; not a user setting)."""
 
-    def __post_init__(self) -> None:
-        checks = {
-            "lr": self.lr > 0,
-            "adam_eps": self.adam_eps > 0,
-            "gamma": 0 < self.gamma <= 1,
-            "n_step": self.n_step >= 1,
-            "burn_in": self.burn_in >= 0,
-            "loss": self.loss in ("huber", "mse"),
-            "huber_delta": self.huber_delta > 0,
-            "max_grad_norm": self.max_grad_norm > 0,
-            "target_update_period": self.target_update_period >= 1,
-            "target_tau": 0 <= self.target_tau <= 1,
-            "average_decay": 0 <= self.average_decay < 1,
-            "reward_scale": self.reward_scale > 0,
-            "priority_eta": 0 <= self.priority_eta <= 1,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"invalid learner setting {name}={getattr(self, name)!r}")
+
+_SHARED = ("lr", "adam_eps", "gamma", "n_step", "burn_in", "loss", "grad_clip", "target_update_every", "tau",
+           "average_decay")
+
+
+def learner_config(agent=None, intrinsic_weight: float = 0.0) -> LearnerConfig:
+    """The learner's view of `agent` (an AgentConfig or its DictConfig; default: the
+    defaults), range-checked by `config.check_agent`."""
+    agent = AgentConfig() if agent is None else agent
+    check_agent(agent)
+    values = {k: getattr(getattr(agent, k), "value", getattr(agent, k)) for k in _SHARED}
+    return LearnerConfig(**values, reward_scale=reward_scale(agent), intrinsic_weight=intrinsic_weight)
 
 
 # ---------------------------------------------------------------------- targets
@@ -257,7 +241,7 @@ class Learner:
     def __init__(
         self, online: nn.Module, target: nn.Module | None = None, config: LearnerConfig | None = None
     ):
-        self.config = config or LearnerConfig()
+        self.config = config or learner_config()
         self.online = online
         self.target = target if target is not None else copy.deepcopy(online)
         self.target.load_state_dict(online.state_dict())  # start in sync
@@ -284,7 +268,7 @@ class Learner:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), cfg.max_grad_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), cfg.grad_clip)
         self.optimizer.step()
         self.updates += 1
         self._update_target()
@@ -301,11 +285,11 @@ class Learner:
 
     @torch.no_grad()
     def _update_target(self) -> None:
-        tau = self.config.target_tau
+        tau = self.config.tau
         if tau > 0:
             for p_target, p_online in zip(self.target.parameters(), self.online.parameters()):
                 p_target.lerp_(p_online, tau)
-        elif self.updates % self.config.target_update_period == 0:
+        elif self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.online.state_dict())
 
     @torch.no_grad()

@@ -1,8 +1,8 @@
 """Q-networks: per-part observation encoders, then an LSTM (POMDP) or an MLP (full obs).
 
 Every part of the observation layout has its own encoder, so no input can be silently
-ignored (the original recurrent net dropped the time-of-day inputs, TRAPS 6), and slice
-offsets come only from the `ObsLayout` (TRAPS 25).
+ignored (without the time-of-day inputs opening hours cannot be learned), and slice
+offsets come only from the `ObsLayout`, so no size is typed in twice.
 
 Shapes: observations are time-first, `[T, B, D]` for sequences and `[B, D]` for one acting
 step. The recurrent state is a pair `(h, c)`, each `[B, H]`; `None` means zeros.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from townlet_env.layout import ObsLayout
+from townlet_env import NUM_ACTIONS, ObsLayout
 
 State = tuple[Tensor, ...]
 """`(h, c)` for the recurrent network, `()` for the feed-forward one."""
@@ -142,7 +142,7 @@ class RecurrentQNetwork(_QNetwork):
 
     is_recurrent = True
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+    def __init__(self, layout: ObsLayout, num_actions: int = NUM_ACTIONS, hidden_size: int = 128, encoder_size: int = 64,
                  dueling: bool = False, position_cells: bool = False):
         super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(nn.Linear(self.encoder.out_size, hidden_size), nn.ReLU())
@@ -205,7 +205,7 @@ class FeedForwardQNetwork(_QNetwork):
 
     is_recurrent = False
 
-    def __init__(self, layout: ObsLayout, num_actions: int = 6, hidden_size: int = 128, encoder_size: int = 64,
+    def __init__(self, layout: ObsLayout, num_actions: int = NUM_ACTIONS, hidden_size: int = 128, encoder_size: int = 64,
                  dueling: bool = False, position_cells: bool = False):
         super().__init__(layout, num_actions, hidden_size, encoder_size, dueling, position_cells)
         self.torso = nn.Sequential(

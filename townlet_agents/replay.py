@@ -1,22 +1,25 @@
 """Sequence replay: a preallocated ring buffer of fixed-length, overlapping sequences.
 
 Why sequences: the recurrent learner needs the recurrent state at each sequence's start
-(for burn-in) and whole stretches of experience to unroll through (TRAPS 1). Why this
-shape:
+(for burn-in) and whole stretches of experience to unroll through, or it has no memory
+(docs/training.md, "Sequences with stored state"). Why this shape:
 
 * Each agent stages its current window `[L+1]` observations / `[L]` steps on the device.
   A window is emitted into the ring when the agent's episode ends (terminated or
   truncated) or when it is full. Short episodes are padded and masked, not dropped
-  (TRAPS 5); post-terminal steps are masked (TRAPS 4).
+  (else episodes shorter than L are never learned from); post-terminal steps are
+  masked (docs/training.md, "Masks, and why").
 * Full windows overlap by L/2: the next window keeps the last L/2 steps, with the
   recurrent state recorded when its first step began.
 * Everything is batched over all N agents with masks and `torch.where`; emission computes
   ring slots with a cumsum over the emit flags and a device-side ring pointer, and writes
   non-emitting agents' rows to a trash row (index `capacity`). Nothing on `add`,
-  `flush` or `sample` reads a tensor value on the host (TRAPS 31).
+  `flush` or `sample` reads a tensor value on the host (a read per step would stall a
+  GPU, and a loop per agent would make the cost grow with N).
 * `flush` emits every agent's not-yet-emitted steps, for step limits, shutdown and
-  checkpoints (TRAPS 12).
-* `sample` draws stored sequences uniformly (not episodes, TRAPS 7), or by priority.
+  checkpoints, so agents that survive to the step limit still reach replay.
+* `sample` draws stored sequences uniformly (not episodes, which would over-weight the
+  steps of short episodes), or by priority.
 
 Sequence layout (one row of the ring), with L = `seq_len`:
   obs [L+1, D], action_mask [L+1, A]  observation index t is the one step t acted on;

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from .checkpoint import CheckpointError
 from .config import ConfigError, register_configs
-from .pack_errors import user_error
+from .cli_errors import user_error
 
 register_configs()
 

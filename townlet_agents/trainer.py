@@ -1,11 +1,12 @@
 """The training loop: collect with all agents at once, store sequences, learn, log,
 checkpoint. It reads top to bottom like CleanRL's dqn.py; the pieces it calls live in
-their own modules (network, acting, replay, learner, exploration, curriculum, checkpoint).
+their own modules (factories, acting, replay, learner, exploration, curriculum,
+checkpoint, episodes). The factories are re-exported here for callers written against
+this module.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from pathlib import Path
 
@@ -13,67 +14,20 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from townlet_env import TownletVectorEnv
-from townlet_env.rewards import idle_survival
+from townlet_env import NUM_ACTIONS
 
+from . import episodes
 from .acting import Actor, masked_entropy
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .config import check_config, resolve_device, reward_scale
+from .config import check_config, resolve_device
 from .curriculum import Curriculum
 from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
-from .learner import Learner, LearnerConfig
+from .factories import compile_network, layout_record, make_env, make_network, seed_everything
+from .learner import Learner, learner_config
 from .metrics import MetricsSink
-from .network import FeedForwardQNetwork, RecurrentQNetwork
 from .replay import SequenceReplay
 
-NUM_ACTIONS = 6
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVectorEnv:
-    """The training env; new towns draw their layouts from the training pool, so that
-    evaluation towns (the held-out pool) are never trained on."""
-    e = cfg.env
-    kwargs.setdefault("layout_pool", "train")
-    return TownletVectorEnv(
-        num_envs or e.num_envs, e.level.value if hasattr(e.level, "value") else e.level, device=device,
-        torch_output=True, reward_mode=_value(e.reward_mode), layout_mode=_value(e.layout_mode),
-        layout_seed=e.layout_seed, **kwargs,
-    )
-
-
-def make_network(cfg, layout, device):
-    a = cfg.agent
-    cls = RecurrentQNetwork if _value(a.network) == "recurrent" else FeedForwardQNetwork
-    # A checkpoint's config from before `agent.dueling` / `agent.position_encoding` existed
-    # describes a plain Q head and a linear position encoder.
-    return cls(layout, NUM_ACTIONS, hidden_size=a.hidden_size, encoder_size=a.encoder_size,
-               dueling=a.get("dueling", False),
-               position_cells=_value(a.get("position_encoding", "linear")) == "cells").to(device)
-
-
-def _value(x):
-    return getattr(x, "value", x)
-
-
-def compile_network(net) -> None:
-    """torch.compile, in place, the two passes training runs: `step` (acting, one step for
-    all agents) and `forward` (the learner's sequence unrolls). Weights and state_dict are
-    untouched, so checkpoints do not know whether a run compiled."""
-    net.forward = torch.compile(net.forward)
-    net.step = torch.compile(net.step)
-
-
-def layout_record(layout) -> dict:
-    """The observation layout as plain data (stored in checkpoints, compared on resume)."""
-    return {"one_hot": layout.one_hot,
-            "parts": [[p.name, p.start, list(p.shape), p.categories] for p in layout.parts]}
-
+__all__ = ["Trainer", "compile_network", "layout_record", "make_env", "make_network", "seed_everything"]
 
 class Trainer:
     def __init__(self, cfg, run_dir: Path, job_name: str | None = None):
@@ -86,15 +40,11 @@ class Trainer:
 
         self.env = make_env(cfg, self.device, autoreset_mode="SameStep", validate_inputs=False)
         self.layout = self.env.obs_layout
-        self.max_steps = self.env.params.max_steps
+        self.max_steps = self.env.pack.max_steps
         online = make_network(cfg, self.layout, self.device)
         self.recurrent = online.is_recurrent
-        self.learner = Learner(online, config=LearnerConfig(
-            lr=a.lr, adam_eps=a.adam_eps, gamma=a.gamma, n_step=a.n_step, burn_in=a.burn_in,
-            loss=_value(a.loss), max_grad_norm=a.grad_clip, target_update_period=a.target_update_every,
-            target_tau=a.tau, reward_scale=reward_scale(a), average_decay=a.average_decay,
-            intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0,
-        ))
+        self.learner = Learner(online, config=learner_config(
+            a, intrinsic_weight=cfg.exploration.intrinsic_weight if cfg.exploration.rnd else 0.0))
         if cfg.train.compile:  # after the Learner's deepcopy: each network compiles its own methods
             compile_network(self.learner.online)
             compile_network(self.learner.target)
@@ -106,7 +56,7 @@ class Trainer:
         cu = cfg.curriculum
         baselines = None
         if cu.get("idle_baseline", True):
-            steps = idle_survival(self.env.params, torch.tensor(list(cu.multipliers), dtype=torch.float64))
+            steps = self.env.idle_survival(list(cu.multipliers)).cpu()
             baselines = tuple((steps / self.max_steps).clamp(max=1.0).tolist())
         self.curriculum = Curriculum(
             n, self.max_steps, multipliers=tuple(cu.multipliers), window=cu.window,
@@ -222,8 +172,6 @@ class Trainer:
         measured by the same loop as `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
         objective a sweeper maximises: unlike the training survival it is free of
         epsilon and curriculum)."""
-        from .evaluate import run_episodes
-
         t = self.cfg.train
         env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes, max_steps=t.get("final_eval_max_steps"),
                        layout_pool="held_out")
@@ -232,7 +180,7 @@ class Trainer:
         was_training = net.training
         net.eval()
         try:
-            survival, returns = run_episodes(env, Actor(net, t.final_eval_episodes, self.device).greedy,
+            survival, returns = episodes.run_episodes(env, Actor(net, t.final_eval_episodes, self.device).greedy,
                                              seed=t.final_eval_seed)
         finally:
             net.train(was_training)

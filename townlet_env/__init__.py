@@ -8,15 +8,17 @@
 
 from gymnasium.envs.registration import register, registry
 
+from . import schema
 from .env import TownletEnv
 from .layout import ObsLayout, ObsPart
-from .pack import AFFORDANCES, LEVELS, METERS, PackError, WorldPack, load_pack
-from .params import ACTIONS
+from .oracle import OraclePolicy, OracleTuning
+from .pack import PackError, WorldPack, load_pack
+from .schema import ACTIONS, AFFORDANCES, LEVELS, METERS, NUM_ACTIONS
 from .vector_env import TownletVectorEnv
 
 __all__ = [
-    "ACTIONS", "AFFORDANCES", "LEVELS", "METERS", "ObsLayout", "ObsPart", "PackError",
-    "TownletEnv", "TownletVectorEnv", "WorldPack", "load_pack",
+    "ACTIONS", "AFFORDANCES", "LEVELS", "METERS", "NUM_ACTIONS", "ObsLayout", "ObsPart", "OraclePolicy",
+    "OracleTuning", "PackError", "TownletEnv", "TownletVectorEnv", "WorldPack", "load_pack", "schema",
 ]
 __version__ = "0.1.0"
 

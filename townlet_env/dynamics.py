@@ -1,4 +1,5 @@
-"""The world's step: one pure function advancing every town by one tick (SPEC section 4).
+"""The world's step: one pure function advancing every town by one tick (docs/world.md,
+"The step").
 
 Order per town: the action (move, INTERACT or WAIT, with its meter cost), base depletion
 scaled by the town's difficulty, fitness-modulated health loss, three ordered cascade
@@ -12,12 +13,10 @@ from typing import Any
 
 from .observation import action_mask as _action_mask
 from .observation import code_here
-from .params import EMPTY, ENERGY, FITNESS, HEALTH, INTERACT, MONEY, WAIT, WorldParams
+from .params import EMPTY, ENERGY, FITNESS, HEALTH, INTERACTION, MONEY, WorldParams
 from .rewards import reward as _reward
+from .schema import HOURS_PER_DAY, INTERACT, MONEY_EPS, WAIT
 from .state import WorldState
-
-# Tolerance so that a price equal to the money left is affordable despite float rounding.
-_MONEY_EPS = 1e-6
 
 
 @dataclass
@@ -50,12 +49,12 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
         m = ops.clip(m, 0.0, 1.0)
         progress, current = s.progress * 0, xp.where(pressing, here, EMPTY)
     else:
-        row = ops.lookup(p.interaction, here)  # this cell's per-tick gain, bonus, price, ticks
+        row, col = ops.lookup(p.interaction, here), INTERACTION  # one lookup for all four quantities
         continuing = pressing & (s.current == here) & (s.progress > 0)
         attempt = xp.where(continuing, s.progress + 1, 1)
-        paid = pressing & (m[:, MONEY] + _MONEY_EPS >= row[:, 16])
-        completed = paid & (attempt >= row[:, 17])
-        m = ops.clip(m + row[:, :8] * paid[:, None] + row[:, 8:16] * completed[:, None], 0.0, 1.0)
+        paid = pressing & (m[:, MONEY] + MONEY_EPS >= row[:, col.tick_price])
+        completed = paid & (attempt >= row[:, col.ticks])
+        m = ops.clip(m + row[:, col.tick_gain] * paid[:, None] + row[:, col.bonus] * completed[:, None], 0.0, 1.0)
         progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
         current = xp.where(pressing, here, EMPTY)
 
@@ -84,9 +83,9 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     truncated = (steps >= p.max_steps) & ~terminated
 
     # 7. clock; an interaction whose affordance has closed loses its progress.
-    hour = (s.hour + 1) % 24 if p.temporal else s.hour
+    hour = (s.hour + 1) % HOURS_PER_DAY if p.temporal else s.hour
     if not ops.none(progress > 0):
-        progress = xp.where(ops.lookup(p.open_at, current * 24 + hour), progress, 0)
+        progress = xp.where(ops.lookup(p.open_at, current * HOURS_PER_DAY + hour), progress, 0)
 
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)

@@ -15,6 +15,7 @@ from . import dynamics, observation, towns
 from .backend import NumpyOps
 from .pack import configure_pack
 from .params import WorldParams
+from .schema import ACTIONS, NUM_ACTIONS
 from .spaces import action_space, observation_space
 from .validation import check_multipliers
 
@@ -100,10 +101,10 @@ class TownletEnv(gym.Env):
     def _check(self, action) -> np.ndarray:
         """Fast path for a plain int; anything else goes through the full validation."""
         if type(action) is int or isinstance(action, np.integer):
-            if 0 <= action < 6:
+            if 0 <= action < NUM_ACTIONS:
                 self._action[0] = action
                 return self._action
-            raise ValueError(f"action must be in 0..5 (UP, DOWN, LEFT, RIGHT, INTERACT, WAIT); got {action}")
+            raise ValueError(f"action must be in 0..{NUM_ACTIONS - 1} ({', '.join(ACTIONS)}); got {action}")
         a = np.asarray(action)
         if a.shape not in ((), (1,)):
             raise ValueError(f"action must be a single integer; got an array of shape {a.shape}")

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: Cell codes: 0..13 the affordance vocabulary, EMPTY a floor cell, OUTSIDE beyond the edge.
-NUM_AFFORDANCES = 14
-EMPTY_CODE = NUM_AFFORDANCES
-OUTSIDE_CODE = NUM_AFFORDANCES + 1
-NUM_CELL_CODES = NUM_AFFORDANCES + 2
+from .schema import NUM_AFFORDANCES, NUM_CELL_CODES, NUM_METERS
+
 #: One-hot grid channels: one per affordance, then one marking OUTSIDE; EMPTY is all zeros.
 GRID_CHANNELS = NUM_AFFORDANCES + 1
 OUTSIDE_CHANNEL = NUM_AFFORDANCES
@@ -48,15 +45,16 @@ class ObsLayout:
     """Ordered parts of the flat observation vector.
 
     Parts (always present, in this order), default (code) encoding:
-      grid       (cells,)   cell code of each observed cell, row-major from the top-left:
-                            0..13 affordance identity, 14 empty floor, 15 outside the town
+      grid       (cells,)   cell code of each observed cell, row-major from the top-left
+                            (schema: an affordance's index, EMPTY_CODE, OUTSIDE_CODE)
       position   (2,)       agent x, y normalised to [0, 1]
-      meters     (8,)       the eight meters in METERS order
-      affordance (1,)       code of the affordance under the agent; 14 = none
+      meters     (meters,)  the meters in schema.METERS order
+      affordance (1,)       code of the affordance under the agent; EMPTY_CODE = none
       time       (3,)       sin(hour), cos(hour), interaction progress in [0, 1];
                             all zero when temporal mechanics are off
-    With `one_hot=True`, grid is (cells, 15) (channel k = affordance k, channel 14 =
-    outside, empty = all zeros) and affordance is (15,) (index 14 = none).
+    With `one_hot=True`, grid is (cells, GRID_CHANNELS) (channel k = affordance k, the last
+    channel = outside, empty = all zeros) and affordance is (affordances + 1,) (the last
+    index = none).
     """
 
     parts: tuple[ObsPart, ...]
@@ -71,7 +69,7 @@ class ObsLayout:
         specs = (
             ("grid",) + grid,
             ("position", (2,), 0),
-            ("meters", (8,), 0),
+            ("meters", (NUM_METERS,), 0),
             ("affordance",) + here,
             ("time", (3,), 0),
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .params import EMPTY, INTERACT, WorldParams
+from .params import EMPTY, WorldParams
+from .schema import HOURS_PER_DAY, INTERACT
 from .state import WorldState
 
 
@@ -22,7 +23,7 @@ def action_mask(p: WorldParams, s: WorldState, here=None):
     ops = p.ops
     here = code_here(p, s) if here is None else here
     mask = ops.lookup(p.move_mask, s.cell)
-    mask[:, INTERACT] = ops.lookup(p.open_at, here * 24 + s.hour)
+    mask[:, INTERACT] = ops.lookup(p.open_at, here * HOURS_PER_DAY + s.hour)
     return mask
 
 

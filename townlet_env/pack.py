@@ -10,26 +10,13 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-METERS = ("energy", "hygiene", "satiation", "money", "mood", "social", "health", "fitness")
-AFFORDANCES = (
-    "Bed", "LuxuryBed", "Shower", "HomeMeal", "FastFood", "Doctor", "Hospital",
-    "Therapist", "Recreation", "Bar", "Job", "Labor", "Gym", "Park",
+from .schema import (
+    AFFORDANCES, HOURS_PER_DAY, LAYOUT_MODES, LAYOUT_POOLS, LEVELS, METERS, OBSERVABILITY, PACKS_DIR, REWARD_MODES,
 )
-LEVELS = (
-    "L0_minimal",
-    "L0_5_dual_resource",
-    "L1_full_observability",
-    "L2_partial_observability",
-    "L3_temporal_mechanics",
-)
-OBSERVABILITY = ("full", "partial")
-REWARD_MODES = ("survival", "baseline_relative", "interoception")
-LAYOUT_MODES = ("shared", "per_town", "per_episode")
-LAYOUT_POOLS = ("any", "train", "held_out")
+
 
 
 class PackError(ValueError):
@@ -77,10 +64,11 @@ class WorldPack:
     initial: dict[str, float]
     depletion: dict[str, float]
     modulation: dict[str, float]
+    interoception: dict[str, float]  # base, center, health and energy weights of that reward mode
     cascade_threshold: float
     cascade_groups: tuple[tuple[CascadeEdge, ...], ...]
     affordances: tuple[Affordance, ...]  # vocabulary order
-    layout_pool: str = "any"  # per-town/per-episode layouts: "train", "held_out" or "any" (rng.LAYOUT_POOLS)
+    layout_pool: str = "any"  # per-town/per-episode layouts: "train", "held_out" or "any" (schema.LAYOUT_POOLS)
 
 
 # --- small typed readers ---------------------------------------------------------------
@@ -133,7 +121,8 @@ class _Reader:
 
 # --- per-file validation (partial: a level file may override only some tables) --------
 
-_TOP = ("base", "level", "actions", "meters", "modulation", "cascades", "affordances")
+_TOP = ("base", "level", "actions", "meters", "modulation", "rewards", "cascades", "affordances")
+_INTEROCEPTION = ("base", "center", "health", "energy")
 _LEVEL = (
     "grid_size", "affordances", "observability", "window_radius", "temporal_mechanics",
     "starting_money", "max_steps", "reward_mode", "layout_mode", "layout_seed",
@@ -175,6 +164,14 @@ def _check_file(raw: dict, r: _Reader) -> dict:
     if "modulation" in raw:
         mod = r.table(raw["modulation"], "modulation", ("base", "offset", "gain"))
         out["modulation"] = {k: r.number(v, f"modulation.{k}", 0.0, 10.0) for k, v in mod.items()}
+    if "rewards" in raw:
+        rw = r.table(raw["rewards"], "rewards", ("interoception",))
+        out["rewards"] = {}
+        if "interoception" in rw:
+            io = r.table(rw["interoception"], "rewards.interoception", _INTEROCEPTION)
+            out["rewards"]["interoception"] = {
+                k: r.number(v, f"rewards.interoception.{k}", -10.0, 10.0) for k, v in io.items()
+            }
     if "cascades" in raw:
         out["cascades"] = _cascades(raw["cascades"], r)
     if "affordances" in raw:
@@ -233,9 +230,9 @@ def _affordance(name: str, raw: Any, r: _Reader) -> dict:
         h = spec["hours"]
         if not (isinstance(h, list) and len(h) == 2):
             raise r.fail(f"{key}.hours", "expected [open, close]")
-        o = r.integer(h[0], f"{key}.hours[0]", 0, 23)
-        c = r.integer(h[1], f"{key}.hours[1]", 1, 47)
-        if not o < c <= o + 24:
+        o = r.integer(h[0], f"{key}.hours[0]", 0, HOURS_PER_DAY - 1)
+        c = r.integer(h[1], f"{key}.hours[1]", 1, 2 * HOURS_PER_DAY - 1)
+        if not o < c <= o + HOURS_PER_DAY:
             raise r.fail(f"{key}.hours", f"[{o}, {c}] is not a valid [open, close) window")
         out["hours"] = (o, c)
     # Only the keys written are returned: defaults are filled in after merging, so a level
@@ -293,7 +290,7 @@ def _merge(base: dict, over: dict) -> dict:
 def pack_path(level: str) -> Path:
     """Path of a shipped level pack, or of a user's pack file."""
     if level in LEVELS:
-        return Path(str(resources.files("townlet_env") / "packs" / f"{level}.toml"))
+        return PACKS_DIR / f"{level}.toml"
     p = Path(level)
     if p.suffix == ".toml":
         return p
@@ -312,7 +309,7 @@ def load_pack(level: str = "L3_temporal_mechanics") -> WorldPack:
             raise r.fail("base", "expected a file name")
         base_path = path.parent / raw["base"]
         if not base_path.exists():  # a user's pack may build on a shipped file by name
-            shipped = Path(str(resources.files("townlet_env") / "packs" / raw["base"]))
+            shipped = PACKS_DIR / raw["base"]
             base_path = shipped if shipped.exists() else base_path
         merged = _check_file(_read_toml(base_path), _Reader(str(base_path)))
     merged = _merge(merged, own)
@@ -344,6 +341,9 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
     modulation = _require(d, "modulation", r)
     for k in ("base", "offset", "gain"):
         _require(modulation, k, r, "modulation.")
+    interoception = _require(_require(d, "rewards", r), "interoception", r, "rewards.")
+    for k in _INTEROCEPTION:
+        _require(interoception, k, r, "rewards.interoception.")
     cascades = _require(d, "cascades", r)
     affs = _require(d, "affordances", r)
     built = []
@@ -376,6 +376,7 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
         initial={m: meters[m]["initial"] for m in METERS},
         depletion={m: meters[m]["depletion"] for m in METERS},
         modulation=modulation,
+        interoception=interoception,
         cascade_threshold=_require(cascades, "threshold", r, "cascades."),
         cascade_groups=_require(cascades, "groups", r, "cascades."),
         affordances=tuple(built),

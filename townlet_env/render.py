@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .layout import EMPTY_CODE, NUM_AFFORDANCES
-from .pack import AFFORDANCES, METERS
-from .params import DOLLARS_PER_UNIT, MONEY, WorldParams
+from .params import MONEY, WorldParams
+from .schema import AFFORDANCES, DOLLARS_PER_UNIT, EMPTY_CODE, METERS, NUM_AFFORDANCES
 from .state import WorldState
 
 #: Two-letter labels of the text grid, in AFFORDANCES order.
@@ -60,19 +59,19 @@ def _town(params: WorldParams, state: WorldState, town: int) -> dict[str, Any]:
     g = params.grid_size
     grid = _np(state.grid[town]).astype(np.int64)[_np(params.cell_to_padded)].reshape(g, g)
     hour = int(_np(state.hour[town]))
-    open_at = _np(params.open_at).reshape(-1, 24)[:, hour]
+    open_at = _np(params.open_hours)[:, hour]
     current = int(_np(state.current[town]))
     progress = int(_np(state.progress[town]))
     return {
         "grid": grid,                                    # [G, G] codes, row y, column x
-        "open": open_at,                                 # [15] open now, by code
+        "open": open_at,                                 # [codes] open now
         "x": int(_np(state.cell[town])) % g,
         "y": int(_np(state.cell[town])) // g,
         "meters": _np(state.meters[town]).astype(np.float64),
         "hour": hour,
         "progress": progress,
         "current": current,
-        "ticks": int(_np(params.interaction)[current, 17]) if progress > 0 else 0,
+        "ticks": int(_np(params.ticks)[current]) if progress > 0 else 0,
         "steps": int(_np(state.steps[town])),
         "multiplier": float(_np(state.multiplier[town])),
     }

@@ -1,4 +1,4 @@
-"""Reward modes (SPEC section 9), computed per agent from the state after the step."""
+"""Reward modes (docs/world.md, "Rewards"), computed per agent from the state after the step."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def reward(p: WorldParams, s: WorldState, terminated, truncated):
         return alive
     if p.reward_mode == "interoception":
         m = s.meters
-        return alive * (1.0 + 0.5 * (m[:, HEALTH] - 0.5) + 0.5 * (m[:, ENERGY] - 0.5))
+        base, center, w_health, w_energy = p.interoception  # the pack's [rewards.interoception]
+        return alive * (base + w_health * (m[:, HEALTH] - center) + w_energy * (m[:, ENERGY] - center))
     ended = ops.cast(terminated | truncated, ops.float32)
     lived = ops.cast(s.steps, ops.float32)
     return ended * (lived - idle_survival(p, s.multiplier))

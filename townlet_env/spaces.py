@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .layout import ObsLayout
-from .params import NUM_ACTIONS
+from .schema import NUM_ACTIONS
 
 
 def observation_space(layout: ObsLayout) -> spaces.Box:

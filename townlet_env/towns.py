@@ -6,9 +6,16 @@ town's episodes are the same however many towns are batched with it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import rng
-from .params import EMPTY, OUTSIDE, WorldParams
+from .schema import EMPTY_CODE as EMPTY
+from .schema import HOURS_PER_DAY, NUM_METERS
+from .schema import OUTSIDE_CODE as OUTSIDE
 from .state import WorldState
+
+if TYPE_CHECKING:  # params builds its tables with this module: no import back at run time
+    from .params import WorldParams
 
 
 def place_affordances(p: WorldParams, seed, episode, pool: str | None = None):
@@ -52,7 +59,7 @@ def new_state(p: WorldParams, town_seed, layout_seed: int) -> WorldState:
     ops, n = p.ops, town_seed.shape[0]
     zeros = ops.zeros((n,), ops.int64)
     return WorldState(
-        cell=zeros, meters=ops.zeros((n, 8), ops.float32), hour=ops.copy(zeros),
+        cell=zeros, meters=ops.zeros((n, NUM_METERS), ops.float32), hour=ops.copy(zeros),
         progress=ops.copy(zeros), current=ops.full((n,), EMPTY, ops.int64),
         steps=ops.copy(zeros), grid=town_layouts(p, town_seed, layout_seed),
         multiplier=ops.full((n,), 1.0, ops.float32), town_seed=town_seed,
@@ -68,7 +75,7 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     episode = s.episode + ops.cast(which, ops.int64)
     spawn = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
     if p.pack.random_start_hour and p.temporal:
-        hour = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.HOUR, 1)[:, 0] * 24, ops.int64)
+        hour = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.HOUR, 1)[:, 0] * HOURS_PER_DAY, ops.int64)
     else:
         hour = ops.zeros((n,), ops.int64)
     grid = s.grid

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .params import ACTIONS, NUM_ACTIONS
+from .schema import ACTIONS, NUM_ACTIONS
 
 _ACTION_HELP = ", ".join(f"{i}={a}" for i, a in enumerate(ACTIONS))
 

@@ -21,7 +21,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import dynamics, observation, towns
+from . import dynamics, observation, rewards, towns
 from .backend import TorchOps
 from .pack import configure_pack
 from .params import WorldParams
@@ -82,6 +82,12 @@ class TownletVectorEnv(VectorEnv):
     def obs_layout(self):
         """Which slice of the observation is which part (townlet_env.layout.ObsLayout)."""
         return self.params.layout
+
+    def idle_survival(self, multipliers) -> torch.Tensor:
+        """Steps an agent that never interacts survives at each depletion multiplier (the
+        `baseline_relative` reward's R_i): a difficulty's baseline, for curricula."""
+        m = torch.as_tensor(multipliers, dtype=torch.float64, device=self.device)
+        return rewards.idle_survival(self.params, m)
 
     def set_difficulty(self, multipliers) -> None:
         """Per-town depletion multipliers, shape [num_envs], each >= 0 (the curriculum's)."""

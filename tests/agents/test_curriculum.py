@@ -1,4 +1,5 @@
-"""Curriculum: per-agent stages, one clean update per finished episode (TRAPS 8, 13, 14)."""
+"""Curriculum: per-agent stages, one clean update per finished episode, a survival rate
+that is read before anything resets it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def test_competent_agent_advances_after_min_episodes_and_reaches_the_last_stage(
     for _ in range(19):
         assert _finish(cur, [MAX_STEPS]) == []
     assert cur.stage.tolist() == [0]
-    assert cur.survival_rate().item() == pytest.approx(1.0)  # TRAPS 13: not zeroed
+    assert cur.survival_rate().item() == pytest.approx(1.0)  # not zeroed by the update that fed it
     events = _finish(cur, [MAX_STEPS])
     assert events == [
         StageChange(
@@ -70,7 +71,7 @@ def test_agents_are_independent_with_their_own_multipliers():
         events = _finish(cur, [MAX_STEPS, 5, 3], done=[True, True, False])
     assert [(e.agent, e.to_stage) for e in events] == [(0, 1)]
     assert cur.stage.tolist() == [1, 0, 0]
-    assert cur.multipliers().tolist() == pytest.approx([0.5, 0.2, 0.2])  # TRAPS 8
+    assert cur.multipliers().tolist() == pytest.approx([0.5, 0.2, 0.2])  # each agent its own
     assert cur.episodes_at_stage.tolist() == [0, 20, 0]
     # Agent 2 was never done, so its (mid-episode) lengths never entered its window.
     assert cur.filled.tolist() == [0, 20, 0]

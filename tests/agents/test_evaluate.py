@@ -36,6 +36,18 @@ def test_random_policy_needs_no_checkpoint():
     assert 0 < out["min_survival"] <= out["median_survival"] <= out["max_survival"] <= out["step_limit"]
 
 
+def test_oracle_policy_is_the_envs_baseline_and_outlives_random_play():
+    oracle = evaluate(_compose("evaluate", ["policy=oracle", "episodes=4", "env.level=L0_5_dual_resource"]))
+    randomly = evaluate(_compose("evaluate", ["policy=random", "episodes=4", "env.level=L0_5_dual_resource"]))
+    assert oracle["policy"] == "oracle" and oracle["weights"] is None
+    assert oracle["min_survival"] > randomly["max_survival"]
+
+
+def test_a_bad_level_is_named_before_any_episode(tmp_path):
+    with pytest.raises(ConfigError, match=r"^env\.level: unknown level 'L9'"):
+        evaluate(_compose("evaluate", ["policy=random", "episodes=2", "env.level=L9"]))
+
+
 def test_checkpoint_policy_uses_the_checkpoints_level_at_full_difficulty(checkpoint):
     out = evaluate(_compose("evaluate", [f"checkpoint={checkpoint}", "episodes=6"]))
     assert out["level"] == "L0_minimal" and out["episodes"] == 6

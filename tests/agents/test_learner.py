@@ -5,10 +5,11 @@ import io
 import pytest
 import torch
 
+from townlet_agents.config import AgentConfig
 from townlet_agents.learner import (
     Learner,
-    LearnerConfig,
     SequenceTD,
+    learner_config,
     n_step_targets,
     sequence_loss,
     sequence_priority,
@@ -20,6 +21,14 @@ from townlet_env.layout import ObsLayout
 
 LAYOUT = ObsLayout.build(cells=25)
 T, F = True, False
+
+# Settings the hand computations below assume unless a test says otherwise.
+_NEUTRAL = dict(lr=1e-4, adam_eps=1e-3, gamma=0.99, n_step=5, burn_in=0, target_update_every=2500, reward_scale=1.0)
+
+
+def _config(intrinsic_weight: float = 0.0, **agent):
+    """The learner's view of an AgentConfig, built the way the trainer builds it."""
+    return learner_config(AgentConfig(**{**_NEUTRAL, **agent}), intrinsic_weight=intrinsic_weight)
 
 
 # ---------------------------------------------------------------------- n-step targets
@@ -160,7 +169,7 @@ def loss_and_grads(online, target, batch, burn_in=0, gamma=0.9, n_step=3, w=0.0)
 
 
 def test_garbage_in_invalid_steps_changes_neither_loss_nor_gradients():
-    """TRAPS 4: post-terminal / padding content is invisible to the loss."""
+    """Post-terminal / padding content is invisible to the loss."""
     online, target = make_nets()
     batch = make_batch()
     garbage = {k: v.clone() for k, v in batch.items()}
@@ -202,7 +211,7 @@ def test_burn_in_steps_get_no_loss_but_shape_the_state():
 
 
 def test_state_is_carried_through_the_sequence_in_both_passes():
-    """TRAPS 1: the first observation reaches the last step's Q (online) and target."""
+    """The state is carried: the first observation reaches the last step's Q (online) and target."""
     batch = make_batch(lengths=(6, 6, 6), num_actions=1, terminal=(F, F, F))
     batch["action"].zero_()
     online, target = make_nets(num_actions=1)
@@ -246,13 +255,13 @@ def test_reward_scale_multiplies_the_rewards_not_the_bootstrap():
 
 
 def test_reward_scale_default_is_one_minus_gamma():
-    from townlet_agents.config import AgentConfig, reward_scale
+    from townlet_agents.config import reward_scale
 
     assert reward_scale(AgentConfig(gamma=0.99)) == pytest.approx(0.01)
     assert reward_scale(AgentConfig(gamma=1.0)) == 1.0  # undiscounted: no natural scale
     assert reward_scale(AgentConfig(gamma=0.99, reward_scale=0.5)) == 0.5
     with pytest.raises(ValueError, match="reward_scale"):
-        LearnerConfig(reward_scale=0.0)
+        learner_config(AgentConfig(reward_scale=0.0))
 
 
 # ---------------------------------------------------------------------- Learner
@@ -260,7 +269,7 @@ def test_reward_scale_default_is_one_minus_gamma():
 
 def test_learner_update_uses_its_settings_and_returns_tensors():
     online, target = make_nets()
-    cfg = LearnerConfig(lr=1e-3, gamma=0.9, n_step=3, burn_in=2, intrinsic_weight=0.5)
+    cfg = _config(lr=1e-3, gamma=0.9, n_step=3, burn_in=2, intrinsic_weight=0.5)
     learner = Learner(online, target, cfg)
     batch = make_batch()
     batch["reward_int"][:, 3] = 1.0
@@ -278,14 +287,14 @@ def test_learner_update_uses_its_settings_and_returns_tensors():
 
 def test_learner_starts_with_target_equal_to_online():
     online, target = make_nets()
-    learner = Learner(online, target)
+    learner = Learner(online, target, _config())
     for p, q in zip(learner.online.parameters(), learner.target.parameters()):
         assert torch.equal(p, q) and not q.requires_grad
 
 
 def test_hard_target_update_every_k_updates():
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_update_period=3))
+    learner = Learner(online, target, _config(lr=1e-2, target_update_every=3))
     initial = [p.clone() for p in learner.online.parameters()]
     batch = make_batch()
     for k in (1, 2):
@@ -300,7 +309,7 @@ def test_hard_target_update_every_k_updates():
 
 def test_polyak_target_update():
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_tau=0.25))
+    learner = Learner(online, target, _config(lr=1e-2, tau=0.25))
     batch = make_batch()
     learner.update(batch)
     before = [p.clone() for p in learner.target.parameters()]
@@ -311,7 +320,7 @@ def test_polyak_target_update():
 
 def test_averaged_weights_are_a_moving_average_of_the_online_weights():
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(lr=1e-2, average_decay=0.75))
+    learner = Learner(online, target, _config(lr=1e-2, average_decay=0.75))
     assert learner.policy_network is learner.averaged
     for p, a in zip(learner.online.parameters(), learner.averaged.parameters()):
         assert torch.equal(p, a) and not a.requires_grad  # starts as the online weights
@@ -323,7 +332,7 @@ def test_averaged_weights_are_a_moving_average_of_the_online_weights():
         torch.testing.assert_close(a, 0.75 * a_before + 0.25 * p)
         assert not torch.equal(a, p)
     # the averaged weights take no part in learning: the TD target uses online and target only
-    plain = Learner(*make_nets(), LearnerConfig(lr=1e-2))
+    plain = Learner(*make_nets(), _config(lr=1e-2))
     plain.update(batch), plain.update(batch)
     assert plain.averaged is None and plain.policy_network is plain.online
     for p, q in zip(plain.online.parameters(), learner.online.parameters()):
@@ -331,7 +340,7 @@ def test_averaged_weights_are_a_moving_average_of_the_online_weights():
 
 
 def test_averaged_weights_round_trip_and_restart_from_online_when_absent():
-    config = LearnerConfig(lr=1e-2, average_decay=0.5)
+    config = _config(lr=1e-2, average_decay=0.5)
     learner = Learner(*make_nets(), config)
     batch = make_batch()
     learner.update(batch), learner.update(batch)
@@ -345,12 +354,12 @@ def test_averaged_weights_round_trip_and_restart_from_online_when_absent():
     for a, p in zip(restored.averaged.parameters(), learner.online.parameters()):
         torch.testing.assert_close(a, p)
     with pytest.raises(ValueError, match="average_decay"):
-        LearnerConfig(average_decay=1.0)
+        learner_config(AgentConfig(average_decay=1.0))
 
 
 def test_gradient_clipping():
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(max_grad_norm=1e-3))
+    learner = Learner(online, target, _config(grad_clip=1e-3))
     batch = make_batch()
     batch["reward_ext"] *= 1000
     out = learner.update(batch)
@@ -361,7 +370,7 @@ def test_gradient_clipping():
 
 def test_feedforward_learner_ignores_missing_state():
     online, target = make_nets(recurrent=False)
-    learner = Learner(online, target)
+    learner = Learner(online, target, _config())
     batch = make_batch()
     del batch["h0"], batch["c0"]
     out = learner.update(batch)
@@ -370,14 +379,14 @@ def test_feedforward_learner_ignores_missing_state():
 
 def test_learner_state_dict_round_trip():
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(lr=1e-2, target_update_period=2))
+    learner = Learner(online, target, _config(lr=1e-2, target_update_every=2))
     batch = make_batch()
     learner.update(batch)
     buf = io.BytesIO()
     torch.save(learner.state_dict(), buf)
     buf.seek(0)
     online2, target2 = make_nets(seed=5)
-    restored = Learner(online2, target2, LearnerConfig(lr=1e-2, target_update_period=2))
+    restored = Learner(online2, target2, _config(lr=1e-2, target_update_every=2))
     restored.load_state_dict(torch.load(buf, weights_only=True))
     assert restored.updates == 1
     a, b = learner.update(batch), restored.update(batch)
@@ -388,9 +397,9 @@ def test_learner_state_dict_round_trip():
 
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="loss"):
-        LearnerConfig(loss="l1")
+        learner_config(AgentConfig(loss="l1"))
     with pytest.raises(ValueError, match="gamma"):
-        LearnerConfig(gamma=1.5)
+        learner_config(AgentConfig(gamma=1.5))
     online, target = make_nets()
     with pytest.raises(ValueError, match="burn_in"):
         sequence_td(online, target, make_batch(), 0.9, 1, 6, 0.0)
@@ -401,7 +410,7 @@ def test_learning_from_replay_reduces_the_loss():
     torch.manual_seed(0)
     replay = SequenceReplay(16, 4, 6, LAYOUT.size, 6, 16, "cpu")
     online, target = make_nets()
-    learner = Learner(online, target, LearnerConfig(lr=3e-3, burn_in=2, n_step=2, gamma=0.5))
+    learner = Learner(online, target, _config(lr=3e-3, burn_in=2, n_step=2, gamma=0.5))
     mask = torch.ones(4, 6, dtype=torch.bool)
     replay.begin(torch.rand(4, LAYOUT.size), mask, None)
     for step in range(12):

@@ -1,5 +1,5 @@
 """The training loop end to end, in process, with tiny budgets: per-agent difficulty
-(TRAPS 8), no dead-agent transitions (11), survivors flushed (12), recurrent state reset
+(never agent 0's for all), no dead-agent transitions, survivors flushed, recurrent state reset
 only for ended agents (2), complete checkpoints and resume (29), config wiring (22-24),
 CleanRL-style metrics."""
 
@@ -16,7 +16,8 @@ import torch
 from townlet_agents.acting import Actor
 from townlet_agents.checkpoint import CheckpointError, load_checkpoint
 from townlet_agents.config import Config, compose
-from townlet_agents.trainer import Trainer, make_env
+from townlet_agents.factories import make_env
+from townlet_agents.trainer import Trainer
 
 
 TINY = [
@@ -47,7 +48,7 @@ def stored(replay) -> dict[str, torch.Tensor]:
     return {k: v[:size] for k, v in replay.storage.items()}
 
 
-# ----------------------------------------------------------------- TRAPS 8: per agent
+# ------------------------------------------------------------------------ per agent
 
 def test_each_agent_gets_its_own_stage_multiplier(tmp_path):
     t = make_trainer(tmp_path, "pomdp", "env.num_envs=5")
@@ -91,7 +92,7 @@ def test_curriculum_stages_reach_the_env_during_training(tmp_path):
     assert {"agent", "from_stage", "to_stage", "reason", "survival_rate", "learning_progress"} <= changes[0].keys()
 
 
-# ---------------------------------------------------------- TRAPS 11: no dead agents
+# ---------------------------------------------------------------------- no dead agents
 
 def test_replay_holds_no_post_terminal_steps_and_one_end_per_episode(tmp_path):
     t = make_trainer(tmp_path, "pomdp", "train.total_env_steps=2000", "agent.replay_capacity=4096")
@@ -117,7 +118,7 @@ def test_replay_holds_no_post_terminal_steps_and_one_end_per_episode(tmp_path):
     assert int(t.curriculum.episodes_at_stage.sum()) == episodes  # no stage change at these settings
 
 
-# --------------------------------------------------------------- TRAPS 12: flushing
+# ---------------------------------------------------------------------------- flushing
 
 def test_checkpoint_flushes_every_unfinished_episode(tmp_path):
     t = make_trainer(tmp_path, "pomdp", "train.total_env_steps=1000")
@@ -161,14 +162,14 @@ def test_survivors_at_the_step_limit_are_truncated_stored_and_counted(tmp_path):
     assert first_two["valid"].sum(1).tolist() == [3, 3]
     assert first_two["truncated"][:, 2].all() and not first_two["terminated"].any()
     # The curriculum got each survivor's episode once (3 of max_steps), and the episode
-    # counters started again from zero (TRAPS 12: no carry-over into the next episode).
+    # counters started again from zero (no carry-over into the next episode).
     assert t.curriculum.episodes_at_stage[:2].tolist() == [1, 1]
     assert t.curriculum.survival_window[:2, -1].tolist() == pytest.approx([3 / t.max_steps] * 2)
     assert (t.ep_length[:2] == 100 - 3).all()  # 100 iterations, 3 in the first episode
     assert (t.ep_length[2:] == 100).all()
 
 
-# -------------------------------------------------------- TRAPS 2: recurrent state
+# --------------------------------------------------------------------- recurrent state
 
 def test_end_episodes_zeroes_only_ended_agents():
     from townlet_agents.network import RecurrentQNetwork
@@ -214,7 +215,7 @@ def test_learning_never_touches_the_acting_state(tmp_path):
     assert any(s.abs().sum() > 0 for s in actor.state)
 
 
-# ------------------------------------------------------------- TRAPS 29: resume
+# ------------------------------------------------------------------------------ resume
 
 RESUME = ["checkpoint.every_env_steps=600", "checkpoint.save_replay=true", "agent.replay_capacity=512",
           "curriculum.min_episodes=1", "curriculum.window=2", "curriculum.advance_survival=0",
@@ -317,7 +318,7 @@ def test_resume_refuses_a_checkpoint_of_another_level_or_network(tmp_path):
         other_agents.resume(str(path))
 
 
-# ------------------------------------------------------------- TRAPS 22-24: wiring
+# ------------------------------------------------------------------------------ wiring
 
 def test_temporal_level_trains_with_its_clock(tmp_path):
     t = make_trainer(tmp_path, "temporal", "train.total_env_steps=400", "agent.learning_starts=100000")
@@ -370,9 +371,9 @@ WIRING = {
     "agent.replay_capacity": ("agent.replay_capacity=333", lambda t: t.replay.capacity, 333),
     "agent.replay_ratio": None,
     "agent.learning_starts": None,
-    "agent.target_update_every": ("agent.target_update_every=77", lambda t: t.learner.config.target_update_period, 77),
-    "agent.tau": ("agent.tau=0.01", lambda t: t.learner.config.target_tau, 0.01),
-    "agent.grad_clip": ("agent.grad_clip=2.5", lambda t: t.learner.config.max_grad_norm, 2.5),
+    "agent.target_update_every": ("agent.target_update_every=77", lambda t: t.learner.config.target_update_every, 77),
+    "agent.tau": ("agent.tau=0.01", lambda t: t.learner.config.tau, 0.01),
+    "agent.grad_clip": ("agent.grad_clip=2.5", lambda t: t.learner.config.grad_clip, 2.5),
     "agent.loss": ("agent.loss=mse", lambda t: t.learner.config.loss, "mse"),
     "agent.prioritized": None,
     "agent.priority_alpha": ("agent.priority_alpha=0.7", lambda t: t.replay.priority_exponent, 0.7),
@@ -423,7 +424,7 @@ def _schema_keys(schema=Config, prefix="") -> set[str]:
 
 
 def test_wiring_table_covers_every_setting():
-    # A new setting must get a row in WIRING (TRAPS 24: every config number used).
+    # A new setting must get a row in WIRING: every config number must be used.
     assert set(WIRING) | NOT_WIRED_HERE == _schema_keys()
 
 
@@ -558,10 +559,10 @@ def test_final_evaluation_is_what_train_returns_and_matches_the_evaluate_cli(tmp
 
 
 def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(tmp_path, monkeypatch):
-    import townlet_agents.evaluate as evaluate_module
+    import townlet_agents.episodes as episodes_module
 
     seen = {}
-    real = evaluate_module.run_episodes
+    real = episodes_module.run_episodes
 
     def recording(env, policy, seed, video_frames=None):
         seen["seed"], seen["num_envs"], seen["limit"] = seed, env.num_envs, env.params.max_steps
@@ -569,7 +570,7 @@ def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(t
         seen["multiplier"] = env.state.multiplier.clone()
         return survival, returns
 
-    monkeypatch.setattr(evaluate_module, "run_episodes", recording)
+    monkeypatch.setattr(episodes_module, "run_episodes", recording)
     # Training keeps every agent at curriculum stage 0 (multiplier 0.2) ...
     t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=5",
                      "curriculum.min_episodes=100000", "train.final_eval_max_steps=1234")
@@ -611,7 +612,7 @@ def test_make_network_reads_a_checkpoint_config_from_before_position_encoding():
     network it was trained with: linear position encoder, plain Q head."""
     from omegaconf import OmegaConf
 
-    from townlet_agents.trainer import make_network
+    from townlet_agents.factories import make_network
     from townlet_env.layout import ObsLayout
 
     old = OmegaConf.create({"agent": {"network": "feedforward", "hidden_size": 8, "encoder_size": 8}})

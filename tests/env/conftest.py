@@ -10,7 +10,7 @@ A test puts an agent on an affordance or a cell, sets meters, the hour, the step
 the interaction progress directly in `env.state`, then steps; the state is re-observed
 (the cached mask refreshed) before every step.
 
-The SPEC tables this file transcribes (SPEC.md sections 2 and 4) are written out as
+The tables this file transcribes (docs/world.md, "Actions" and "Meters") are written out as
 literals, not read from the world pack, so that the tests check the pack and the code
 against the specification rather than against themselves.
 """
@@ -38,17 +38,17 @@ EMPTY = 14
 TOL = 1e-6
 PACKS_DIR = Path(__file__).resolve().parents[2] / "townlet_env" / "packs"
 
-# --- SPEC.md tables, transcribed --------------------------------------------------------
+# --- docs/world.md tables, transcribed -------------------------------------------------
 
-#: SPEC section 2: meter cost of each action per use.
+#: docs/world.md, "Actions": meter cost of each action per use.
 MOVE_COST = {"energy": 0.005, "hygiene": 0.003, "satiation": 0.004}
 WAIT_COST = {"energy": 0.001}
 INTERACT_COST = {"energy": 0.001}  # as WAIT: standing at a counter is never cheaper
-#: SPEC section 4: base depletion per step (scaled by the agent's multiplier).
+#: docs/world.md, "Meters": base depletion per step (scaled by the agent's multiplier).
 DEPLETION = {"energy": 0.005, "hygiene": 0.003, "satiation": 0.004, "money": 0.0,
              "mood": 0.001, "social": 0.006, "health": 0.0, "fitness": 0.002}
 THRESHOLD = 0.30
-#: SPEC section 4: cascade groups in order, (source, target, strength).
+#: docs/world.md, "Cascades": groups in order, (source, target, strength).
 CASCADE_GROUPS = (
     (("satiation", "health", 0.004), ("satiation", "energy", 0.005), ("mood", "energy", 0.005)),
     (("hygiene", "satiation", 0.002), ("hygiene", "fitness", 0.002), ("hygiene", "mood", 0.003),
@@ -56,7 +56,7 @@ CASCADE_GROUPS = (
     (("hygiene", "health", 0.0005), ("hygiene", "energy", 0.0005), ("social", "energy", 0.0008)),
 )
 
-#: SPEC section 5, instant mode: price in dollars, effects.
+#: docs/world.md, "Affordances", instant mode: price in dollars, effects.
 INSTANT = {
     "Bed": (5.0, dict(energy=0.50, health=0.02)),
     "LuxuryBed": (11.0, dict(energy=0.75, health=0.05)),
@@ -84,7 +84,7 @@ class Ticked:
     hours: tuple[int, int]  # [open, close), close > 24 wraps past midnight
 
 
-#: SPEC section 5, ticked mode (temporal mechanics on), and the open hours.
+#: docs/world.md, "Affordances", ticked mode (temporal mechanics on), and the open hours.
 TICKED = {
     "Bed": Ticked(5, 1.0, dict(energy=0.075), dict(energy=0.125, health=0.02), (0, 24)),
     "LuxuryBed": Ticked(6, 1.83, dict(energy=0.09375), dict(energy=0.1875, health=0.05), (0, 24)),
@@ -125,7 +125,7 @@ def meters(base: float = 0.5, **values: float) -> dict[str, float]:
 
 
 def settle(m: np.ndarray, multiplier: float = 1.0) -> np.ndarray:
-    """SPEC section 4 steps 2-5 in float64, for meters as left by the action (step 1).
+    """docs/world.md, "The step", steps 2-5 in float64, for meters as left by the action (step 1).
 
     base depletion x multiplier; health -= 0.001 (0.5 + 2.5 (1 - fitness)) with the
     fitness after depletion; the three cascade groups in order (each group reads the

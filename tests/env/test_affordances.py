@@ -1,9 +1,10 @@
-"""Affordances (SPEC section 5 and 6): every one of the 14, instant (L2) and ticked (L3).
+"""Affordances (docs/world.md, "Affordances" and "Multi-tick interactions"): every one of
+the 14, instant (L2) and ticked (L3).
 
-Expected numbers come from the SPEC tables transcribed in conftest (INSTANT, TICKED) and
+Expected numbers come from the docs/world.md tables transcribed in conftest (INSTANT, TICKED) and
 are compared with what the env does, on the single env (numpy) and the vector env (torch).
 Starting meters are 0.5 (energy 0.2 for the beds), so no meter clamps and no cascade
-fires unless a test says so; `settle` (conftest) is SPEC section 4 steps 2-5 in float64.
+fires unless a test says so; `settle` (conftest) is docs/world.md "The step", steps 2-5, in float64.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def start_meters(name: str) -> dict[str, float]:
 
 
 def instant_expected(name: str, start: dict[str, float]) -> np.ndarray:
-    """SPEC 5 instant: effects added, price taken, clamp; then SPEC 4 steps 2-5."""
+    """Instant: effects added, price taken, clamp; then steps 2-5 of "The step"."""
     price, effects = INSTANT[name]
     after_action = as_vector(start) - vec(**INTERACT_COST) + vec(**effects) - vec(money=price / 100.0)
     return settle(np.clip(after_action, 0.0, 1.0))
@@ -91,7 +92,7 @@ def test_instant_all_fourteen_in_one_vector_step():
 
 @pytest.mark.parametrize("name", [a for a in AFFORDANCES if INSTANT[a][0] > 0])
 def test_instant_unaffordable_press_does_nothing(name, backend):
-    """$1 short: INTERACT is not masked, gives no effect, takes no money (SPEC 3)."""
+    """$1 short: INTERACT is not masked, gives no effect, takes no money."""
     w = World(L2, backend)
     w.place(name)
     start = start_meters(name)
@@ -149,7 +150,7 @@ def test_instant_gains_clamp_at_one(backend):
 
 
 def test_interact_cost_is_charged_on_every_press(tmp_path, backend):
-    """actions.interact (0 in the reference tuning) is charged affordable or not (TRAPS 24)."""
+    """actions.interact (0 in the reference tuning) is charged affordable or not: every pack number is used."""
     pack = write_pack(tmp_path, {}, "[actions]\ninteract = { energy = 0.01 }\n")
     w = World(pack, backend)
     w.place("Bed")

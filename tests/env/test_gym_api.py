@@ -1,5 +1,5 @@
 """The Gymnasium facade: registration, env_checker, make_vec, autoreset modes, masks,
-torch output, fresh buffers and set_difficulty (SPEC sections 8, 11; ENV_CONTRACT)."""
+torch output, fresh buffers and set_difficulty (docs/world.md, "Difficulty" and "Levels")."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def test_level_kwarg_selects_each_level(level):
 
 
 def test_levels_differ_as_specified():
-    """SPEC 11 table: grid, deployed count, observability, temporal, money, step limit."""
+    """docs/world.md "Levels" table: grid, deployed count, observability, temporal, money, step limit."""
     table = {
         "L0_minimal": (3, 1, "full", False, 25.0, 1000),
         "L0_5_dual_resource": (7, 4, "full", False, 100.0, 500),

@@ -1,6 +1,6 @@
-"""Layouts (SPEC 12): shared / per_town / per_episode, distinct cells, every deployed
+"""Layouts (docs/world.md, "Layout"): shared / per_town / per_episode, distinct cells, every deployed
 affordance exactly once, spawns on the grid and uniform; a reset never redraws a shared
-layout nor advances a per-episode one twice (TRAPS 27)."""
+layout nor advances a per-episode one twice."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_per_episode_changes_at_every_reset(level):
         single.reset()
         seen.append(grids(single)[0])
     assert len({g.tobytes() for g in seen}) == len(seen)
-    assert single.state.episode.tolist() == [6]  # one reset, one episode (TRAPS 27)
+    assert single.state.episode.tolist() == [6]  # one reset, one episode
     single.reset(seed=7)  # a seed replays the same sequence of layouts
     np.testing.assert_array_equal(grids(single)[0], seen[0])
     single.reset()
@@ -210,7 +210,7 @@ def test_per_episode_same_step_autoreset():
 
 
 def test_per_episode_sync_vector_env_resets_once_per_episode():
-    """Gymnasium's wrappers around the single env must not reset twice (TRAPS 27)."""
+    """Gymnasium's wrappers around the single env must not reset twice."""
     native = TownletVectorEnv(2, "L0_5_dual_resource", layout_mode="per_episode")
     sync = gym.make_vec("Townlet-v0", num_envs=2, vectorization_mode="sync",
                         level="L0_5_dual_resource", layout_mode="per_episode")

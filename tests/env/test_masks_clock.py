@@ -1,10 +1,10 @@
-"""Action masks (SPEC section 3) and the clock (SPEC section 7).
+"""Action masks and the clock (docs/world.md, "Action mask" and "Clock").
 
 Walls mask moves; INTERACT is allowed only on a deployed affordance that is open at the
 current observation's hour (the hour before the step), never masked for lack of money; a
 masked action executes as WAIT (WAIT's cost, no movement) and info["action_masked"] is
 True. Opening hours are checked at every hour, with the Bar's wrap past midnight at the
-edges SPEC names (0, 4, 17, 18, 23).
+edges that matter (0, 4, 17, 18, 23).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def test_mask_uses_the_hour_before_the_step(backend):
 
 def test_closing_mid_interaction_resets_progress_and_forfeits_the_bonus(backend):
     """Job (4 ticks) started at 16:00: ticks at 16 and 17 are paid ($5.625 each), then it
-    closes; at 18:00 progress is 0 and no bonus was ever given (TRAPS 28)."""
+    closes; at 18:00 progress is 0 and no bonus was ever given."""
     w = World(L3, backend)
     w.place("Job")
     w.set(hour=16)

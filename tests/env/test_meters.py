@@ -1,7 +1,8 @@
-"""Meters (SPEC section 4): action cost, depletion x multiplier, fitness modulation, the
+"""Meters (docs/world.md, "Meters" and "The step"): action cost, depletion x multiplier, fitness modulation, the
 three ordered cascade groups, clamp, termination and truncation.
 
-Every expected number is worked by hand in float64 in the test from the SPEC tables.
+Every expected number is worked by hand in float64 in the test from the tables of
+docs/world.md.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def test_depletion_scales_with_the_multiplier(mult, backend):
 
 
 def test_each_town_depletes_at_its_own_multiplier():
-    """Vector env: multipliers [0.2, 1.0, 0.0] apply to their own town only (TRAPS 8)."""
+    """Vector env: multipliers [0.2, 1.0, 0.0] apply to their own town only."""
     w = World(L2, "torch", n=3)
     w.set_difficulty([0.2, 1.0, 0.0])
     _interior(w)
@@ -117,7 +118,7 @@ def test_multiplier_survives_reset():
 
 
 def test_action_costs_come_from_the_pack(tmp_path, backend):
-    """Move and wait costs are config values, hygiene and satiation included (TRAPS 24)."""
+    """Move and wait costs are pack values, hygiene and satiation included."""
     pack = write_pack(tmp_path, {}, """
         [actions]
         move = { energy = 0.02, hygiene = 0.03, satiation = 0.04 }

@@ -9,7 +9,7 @@ import torch
 
 import townlet_env  # noqa: F401  (registers Townlet-v0)
 from townlet_env import AFFORDANCES, METERS, TownletEnv, TownletVectorEnv
-from townlet_env.params import EMPTY
+from townlet_env.schema import EMPTY_CODE as EMPTY
 from townlet_env.render import ANSI_LABELS, TILE, render_ansi, render_rgb
 
 LEVELS = ["L1_full_observability", "L2_partial_observability", "L3_temporal_mechanics"]

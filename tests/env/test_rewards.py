@@ -1,4 +1,4 @@
-"""Reward modes (SPEC section 9), per agent.
+"""Reward modes (docs/world.md, "Rewards"), per agent.
 
 survival: 1 per step alive, 0 on the death step.
 interoception: alive * (1 + 0.5 (health - 0.5) + 0.5 (energy - 0.5)) on the post-step meters.
@@ -62,7 +62,7 @@ def test_interoception_worked_example(backend):
 
 
 def test_interoception_stays_positive_in_crisis_and_is_zero_on_death(backend):
-    """Additive, so near-zero meters still pay about .5 (TRAPS 17); death pays 0."""
+    """Additive, so near-zero meters still pay about .5 (a product would vanish in a crisis); death pays 0."""
     w = World(L2, backend, reward_mode="interoception")
     w.place(w.empty_cell())
     w.set_meters(**meters(0.6, energy=0.016, health=0.01, fitness=1.0))
@@ -160,3 +160,26 @@ def test_reward_is_zero_on_the_autoreset_step():
     np.testing.assert_array_equal(reward, [0.0, 1.0])
     np.testing.assert_array_equal(term, [False, False])
     assert w.field("steps")[0] == 0 and abs(w.meters()[0, M["energy"]] - 1.0) < TOL
+
+
+def test_interoception_weights_are_the_packs(tmp_path):
+    """The shape of the interoception reward is pack data ([rewards.interoception])."""
+    from townlet_env import TownletEnv
+    from townlet_env.pack import pack_path
+
+    level = pack_path("L2_partial_observability").read_text()
+    flat = tmp_path / "flat.toml"
+    flat.write_text(level + "\n[rewards.interoception]\nbase = 3.0\nhealth = 0.0\nenergy = 0.0\n")
+    env = TownletEnv(str(flat), reward_mode="interoception")
+    env.reset(seed=0)
+    _, reward, terminated, _, _ = env.step(WAIT)
+    assert not terminated and reward == 3.0
+
+
+def test_vector_env_reports_the_idle_survival_of_each_multiplier():
+    """R(m) = 1 / (0.005 m + 0.001), the baseline a curriculum compares survival with."""
+    from townlet_env import TownletVectorEnv
+
+    env = TownletVectorEnv(1, L2)
+    got = env.idle_survival([0.2, 0.5, 1.0]).tolist()
+    assert got == pytest.approx([R_02, R_05, R_10])

@@ -12,7 +12,7 @@ import torch
 
 from townlet_env import LEVELS, TownletVectorEnv
 from townlet_env.observation import code_here
-from townlet_env.params import INTERACT
+from townlet_env.schema import INTERACT
 
 TOTAL = int(float(os.environ.get("TOWNLET_SOAK_STEPS", "1e7")))
 TOWNS = 4096

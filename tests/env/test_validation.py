@@ -1,7 +1,7 @@
 """Invalid input is rejected with a clear message and changes nothing.
 
 Actions: out of range, wrong shape, float dtype, NaN, wrong batch size, on both envs.
-World packs: errors name the file and the dotted key (TRAPS 23: unknown keys are errors).
+World packs: errors name the file and the dotted key (unknown keys are errors, never ignored).
 Constructor kwargs: unknown level, bad reward_mode / layout_mode / layout_seed.
 """
 
@@ -306,7 +306,7 @@ def test_partial_affordance_override_keeps_the_base_values(packdir):
 
 
 BAD_LEVELS = {
-    # unknown keys (TRAPS 23)
+    # unknown keys
     "unknown level key": (edit_level("max_steps = 200\n", "max_steps = 200\nmax_step = 5\n"),
                           "level.max_step", "unknown key"),
     "unknown top-level table": (LEVEL + "\n[levle]\ngrid_size = 3\n", "levle", "unknown key"),
@@ -428,6 +428,8 @@ BAD_BASES = {
     "unknown meter in base": ("mood = { initial = 1.0, depletion = 0.001 }",
                               "moood = { initial = 1.0, depletion = 0.001 }", "meters.moood",
                               "unknown key"),
+    "unknown interoception weight": ("center = 0.5", "centre = 0.5", "rewards.interoception.centre",
+                                     "unknown key"),
 }
 
 

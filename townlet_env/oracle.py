@@ -1,4 +1,4 @@
-"""A scripted oracle: a hand-written policy that reads the true world state.
+"""A scripted oracle: a baseline policy, written by hand, that reads the true world state.
 
 It exists to put a number on "what good play looks like" on every level, so a learned
 agent's survival can be read against a competent baseline (and against random and
@@ -14,6 +14,9 @@ such an affordance becomes the target. A need whose only servers are unaffordabl
 the agent to earn (Job or Labor, when open). With no target the agent WAITs (the
 cheapest action). It walks greedily along x then y (towns have no obstacles), presses
 INTERACT on the target and keeps pressing until a multi-tick interaction completes.
+
+It lives with the env because it reads privileged state (every town's grid, meters and
+clock, the world's tables), which a learning agent only sees through observations.
 """
 
 from __future__ import annotations
@@ -22,12 +25,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from townlet_env import AFFORDANCES, METERS
+from .schema import DOWN, HOURS_PER_DAY, INTERACT, LEFT, METER, MONEY_EPS, NUM_AFFORDANCES, NUM_METERS, RIGHT, UP, WAIT
 
-UP, DOWN, LEFT, RIGHT, INTERACT, WAIT = range(6)
-ENERGY, HEALTH, MONEY = METERS.index("energy"), METERS.index("health"), METERS.index("money")
-NUM_AFFORDANCES = len(AFFORDANCES)
-_MONEY_EPS = 1e-6
+ENERGY, HEALTH, MONEY = METER["energy"], METER["health"], METER["money"]
 
 
 @dataclass
@@ -61,56 +61,59 @@ class OraclePolicy:
         self.env = env
         p = env.params
         self.tuning = t = tuning or OracleTuning()
+        if not len(t.threshold) == len(t.weight) == NUM_METERS:  # one per meter, in schema.METERS order
+            raise ValueError(f"OracleTuning needs {NUM_METERS} thresholds and weights (schema.METERS order)")
         dev = env.device
-        inter = p.interaction[:NUM_AFFORDANCES].to(dev)
-        ticks = inter[:, 17]
-        self.ticks = ticks.long()                                       # [14]
-        self.gain = inter[:, 0:8] * ticks[:, None] + inter[:, 8:16]      # [14, 8] full use, money net of price
-        self.tick_price = inter[:, 16]                                   # [14]
-        self.price = inter[:, 16] * ticks                                # [14] full use
-        self.open_at = p.open_at.to(dev).reshape(-1, 24)[:NUM_AFFORDANCES]  # [14, 24]
+        aff = slice(0, NUM_AFFORDANCES)                                   # rows of real affordances
+        ticks = p.ticks[aff].to(dev)
+        self.ticks = ticks.long()                                         # [A]
+        # [A, meters] a full use: every tick's gain (money net of the price) plus the bonus
+        self.gain = p.tick_gain[aff].to(dev) * ticks[:, None] + p.bonus[aff].to(dev)
+        self.tick_price = p.tick_price[aff].to(dev)                       # [A]
+        self.price = self.tick_price * ticks                              # [A] full use
+        self.open_at = p.open_hours[aff].to(dev)                          # [A, hours]
         self.threshold = torch.tensor(t.threshold, device=dev)
         self.weight = torch.tensor(t.weight, device=dev)
-        self.serves = self.gain >= t.min_gain                            # [14, 8]
-        self.earns = self.gain[:, MONEY] > 0                             # [14]
+        self.serves = self.gain >= t.min_gain                            # [A, meters]
+        self.earns = self.gain[:, MONEY] > 0                             # [A]
         self.step_energy = float(p.action_cost[UP, ENERGY])
         self.grid_size = p.grid_size
         self.cell_to_padded = p.cell_to_padded.to(dev)
         self.codes = torch.arange(NUM_AFFORDANCES, device=dev)
-        self.side = torch.ones(8, device=dev)
+        self.side = torch.ones(NUM_METERS, device=dev)
         self.side[MONEY] = 0.0                                           # money is scored by price
 
     def _positions(self, grid):
-        """[N, 14] cell of each affordance in each town's own grid, and [N, 14] deployed."""
+        """[N, A] cell of each affordance in each town's own grid, and [N, A] deployed."""
         town = grid[:, self.cell_to_padded].long()                     # [N, cells]
-        present = town[:, :, None] == self.codes[None, None, :]         # [N, cells, 14]
+        present = town[:, :, None] == self.codes[None, None, :]         # [N, cells, A]
         return present.float().argmax(dim=1), present.any(dim=1)
 
     def targets(self):
-        """[N] target affordance code per town (-1: none, WAIT) and [N, 14] affordance cells."""
+        """[N] target affordance code per town (-1: none, WAIT) and [N, A] affordance cells."""
         s, t = self.env.state, self.tuning
         g = self.grid_size
         pos, deployed = self._positions(s.grid)
         dist = ((pos % g) - (s.cell % g)[:, None]).abs() + ((pos // g) - (s.cell // g)[:, None]).abs()
         # open when the agent arrives and on the tick the interaction would complete
-        arrive = (s.hour[:, None] + dist) % 24
-        finish = (arrive + self.ticks[None, :] - 1) % 24
+        arrive = (s.hour[:, None] + dist) % HOURS_PER_DAY
+        finish = (arrive + self.ticks[None, :] - 1) % HOURS_PER_DAY
         rows = self.codes[None, :].expand_as(dist)
         usable = deployed & self.open_at[rows, arrive] & self.open_at[rows, finish]
 
-        x = s.meters                                                    # [N, 8]
-        after = (x[:, None, :] + self.gain[None]).clamp(0.0, 1.0)       # [N, 14, 8]
+        x = s.meters                                                    # [N, meters]
+        after = (x[:, None, :] + self.gain[None]).clamp(0.0, 1.0)       # [N, A, meters]
         walk = dist.float() * self.step_energy
         for lethal in (ENERGY, HEALTH):
             drop = self.gain[None, :, lethal] < 0
             usable &= ~drop | (after[:, :, lethal] - walk > t.safety_floor)
-        money = x[:, MONEY:MONEY + 1] + _MONEY_EPS
+        money = x[:, MONEY:MONEY + 1] + MONEY_EPS
         affordable = money >= self.price[None, :]
         spare = money >= self.price[None, :] + t.reserve
 
-        urgency = self.weight * ((self.threshold - x) / self.threshold).clamp(min=0.0)  # [N, 8]
+        urgency = self.weight * ((self.threshold - x) / self.threshold).clamp(min=0.0)  # [N, meters]
         effect = after - x[:, None, :]
-        side = (effect * (0.1 + urgency[:, None, :]) * self.side).sum(-1)  # [N, 14]
+        side = (effect * (0.1 + urgency[:, None, :]) * self.side).sum(-1)  # [N, A]
         base = side - t.price_cost * self.price[None, :] - t.step_cost * dist.float()
         neg = torch.finfo(base.dtype).min
 
@@ -122,7 +125,7 @@ class OraclePolicy:
 
         best_urgency = torch.full_like(urgency[:, 0], 0.0)
         target = torch.full_like(s.cell, -1)
-        for m in range(8):
+        for m in range(NUM_METERS):
             serving = usable & self.serves[None, :, m]
             ok = serving & (affordable if m in (ENERGY, HEALTH) else spare)
             score = torch.where(ok, effect[:, :, m] + base, neg)
@@ -148,7 +151,7 @@ class OraclePolicy:
         on_affordance = here < NUM_AFFORDANCES
         tick_price = self.tick_price[here.clamp(max=NUM_AFFORDANCES - 1)]
         going_on = (s.progress > 0) & (s.current == here) & on_affordance \
-            & (s.meters[:, MONEY] + _MONEY_EPS >= tick_price)
+            & (s.meters[:, MONEY] + MONEY_EPS >= tick_price)
         action = torch.where(going_on, INTERACT, action)
         allowed = action_mask.gather(1, action[:, None])[:, 0]
         return torch.where(allowed, action, WAIT)

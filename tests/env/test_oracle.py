@@ -7,14 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from townlet_agents.evaluate import run_episodes
-from townlet_agents.oracle import OraclePolicy
 from townlet_env import AFFORDANCES, METERS, TownletVectorEnv
+from townlet_env.oracle import OraclePolicy
+from townlet_env.schema import DOWN, EMPTY_CODE, INTERACT, LEFT, RIGHT, UP, WAIT
 
 torch.set_num_threads(1)
-UP, DOWN, LEFT, RIGHT, INTERACT, WAIT = range(6)
 BED, JOB = AFFORDANCES.index("Bed"), AFFORDANCES.index("Job")
-EMPTY = len(AFFORDANCES)
+EMPTY = EMPTY_CODE
 ENERGY, MONEY = METERS.index("energy"), METERS.index("money")
 
 SEED = 12345  # evaluation towns' seed
@@ -42,6 +41,20 @@ def _expected_walk(env, start: int, goal: int) -> list[int]:
     g = env.params.grid_size
     dx, dy = goal % g - start % g, goal // g - start // g
     return [RIGHT if dx > 0 else LEFT] * abs(dx) + [DOWN if dy > 0 else UP] * abs(dy)
+
+
+def run_episodes(env, policy, seed: int):
+    """Survival [N] of one episode per town (the same count as townlet_agents' evaluation)."""
+    obs, info = env.reset(seed=seed)
+    done = torch.zeros(env.num_envs, dtype=torch.bool)
+    survival = torch.zeros(env.num_envs, dtype=torch.long)
+    for _ in range(env.params.max_steps):
+        obs, _, terminated, truncated, info = env.step(policy(obs, info["action_mask"]))
+        survival += (~done).long()
+        done |= terminated | truncated
+        if bool(done.all()):
+            break
+    return survival.numpy(), None
 
 
 def _hand_built(env, cell: int, meters: dict[str, float], hour: int = 0, town: dict | None = None):
@@ -176,3 +189,10 @@ def test_each_town_is_read_from_its_own_grid():
             break
         obs, _, _, _, info = env.step(a)
     assert env.state.cell.tolist() == beds and bool((a == INTERACT).all())
+
+
+def test_tuning_must_cover_every_meter():
+    from townlet_env.oracle import OracleTuning
+
+    with pytest.raises(ValueError, match="thresholds and weights"):
+        OraclePolicy(_env("L0_minimal", 1), OracleTuning(threshold=[0.5]))
