@@ -255,7 +255,7 @@ def _affordance(name: str, raw: Any, r: _Reader) -> dict:
         }
         ticked = {k: readers[k](v, f"{key}.ticked.{k}") for k, v in t.items()}
         # A cost held back for the completion bonus is skipped by leaving one tick early
-        # (docs/world.md, "Affordances"); a pack must opt in to that on purpose.
+        # (docs/environment.md, "Temporal mechanics"); a pack must opt in to that on purpose.
         if not ticked.pop("deferred_costs", False):
             for meter, value in ticked.get("bonus", {}).items():
                 if value < 0:

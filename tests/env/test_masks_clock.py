@@ -191,8 +191,9 @@ def test_interact_on_a_closed_affordance_executes_as_wait(backend):
 
 
 def test_mask_uses_the_hour_before_the_step(backend):
-    """Doctor at 17:00 is open: the press is paid (health +.09375, -$4) although the clock
-    then reads 18:00; the Doctor has closed, so its progress is reset to 0."""
+    """Doctor at 17:00 is open: the press is paid (health +.09375, -$4, energy .001 for the
+    press) although the clock then reads 18:00; the Doctor has closed, so its progress is
+    reset to 0."""
     w = World(L3, backend)
     w.place("Doctor")
     w.set(hour=17)
@@ -200,7 +201,7 @@ def test_mask_uses_the_hour_before_the_step(backend):
     w.set_meters(**start)
     r = w.step(INTERACT)
     assert not r.masked[0]
-    expected = settle(as_vector(start) + vec(health=0.09375, money=-0.04))
+    expected = settle(as_vector(start) + vec(energy=-0.001, health=0.09375, money=-0.04))
     np.testing.assert_allclose(w.meters()[0], expected, atol=TOL)
     assert w.field("hour")[0] == 18
     assert w.field("progress")[0] == 0
@@ -208,33 +209,40 @@ def test_mask_uses_the_hour_before_the_step(backend):
 
 
 def test_closing_mid_interaction_resets_progress_and_forfeits_the_bonus(backend):
-    """Job (4 ticks) started at 16:00: ticks at 16 and 17 are paid ($5.625 each), then it
-    closes; at 18:00 progress is 0 and no bonus was ever given."""
+    """Job (4 ticks) started at 16:00: ticks at 16 and 17 are paid ($5.625 each, for a toll
+    of energy .0375 and health .0075 each, plus the press's .001 energy), then it closes; at
+    18:00 progress is 0 and no bonus was ever given."""
     w = World(L3, backend)
     w.place("Job")
     w.set(hour=16)
     w.set_meters(**meters(0.6))
     m = as_vector(meters(0.6))
+    tick = vec(money=0.05625, energy=-0.0375 - 0.001, health=-0.0075)
     w.step(INTERACT)
-    m = settle(m + vec(money=0.05625))
+    m = settle(m + tick)
     assert w.field("progress")[0] == 1
     w.step(INTERACT)
-    m = settle(m + vec(money=0.05625))
+    m = settle(m + tick)
     assert w.field("progress")[0] == 0 and w.field("hour")[0] == 18
     np.testing.assert_allclose(w.meters()[0], m, atol=TOL)
-    assert abs(w.meters()[0, M["money"]] - (0.6 + 2 * 0.05625)) < TOL
+    assert abs(w.meters()[0, M["money"]] - (0.6 + 2 * 0.05625)) < TOL  # .7125, no bonus $5.625
+    # energy .6 - 2 * (.0375 + .001 + .005 depletion) = .513; the bonus holds no cost to skip
+    assert abs(w.meters()[0, M["energy"]] - 0.513) < TOL
 
 
 def test_bar_interaction_continues_past_midnight(backend):
     """Bar (2 ticks, $7.50) pressed at 23:00 and 00:00: open both times, so the second
-    press completes it and gives the bonus."""
+    press completes it and gives the bonus (gains only: the costs came with each tick)."""
     w = World(L3, backend)
     w.place("Bar")
     w.set(hour=23)
     start = meters(0.5)
     w.set_meters(**start)
-    per = vec(social=0.1875, mood=0.09375, satiation=0.1125, money=-0.075)
-    bonus = vec(social=0.125, mood=0.0625, satiation=0.075, energy=-0.20, hygiene=-0.15, health=-0.05)
+    # per tick: the gains, the toll (energy .10 + the press's .001, hygiene .075, health .025)
+    # and the price
+    per = vec(social=0.1875, mood=0.09375, satiation=0.1125, energy=-0.10 - 0.001, hygiene=-0.075,
+              health=-0.025, money=-0.075)
+    bonus = vec(social=0.125, mood=0.0625, satiation=0.075)
     w.step(INTERACT)
     m = settle(as_vector(start) + per)
     assert w.field("hour")[0] == 0 and w.field("progress")[0] == 1

@@ -127,8 +127,9 @@ def test_tired_agent_walks_x_then_y_to_the_bed_and_completes_the_ticked_sleep():
     actions = _play(env, OraclePolicy(env), obs, info, 4 + 4 + 5 + 1)
     assert actions == [RIGHT] * 4 + [DOWN] * 4 + [INTERACT] * 5 + [WAIT]
     assert int(env.state.cell[0]) == 6 * 8 + 5 and int(env.state.progress[0]) == 0
-    # 0.3 - 8 moves * 0.005 + 5 ticks * 0.075 + bonus 0.125 - 14 steps * 0.005 - WAIT 0.001
-    assert float(env.state.meters[0, ENERGY]) == pytest.approx(0.3 - 0.04 + 0.5 - 0.07 - 0.001, abs=1e-4)
+    # 0.3 - 8 moves * 0.005 + 5 ticks * (0.075 - 0.001 for the press) + bonus 0.125
+    #     - 14 steps * 0.005 depletion - WAIT 0.001 = 0.3 - 0.04 + 0.495 - 0.07 - 0.001 = 0.684
+    assert float(env.state.meters[0, ENERGY]) == pytest.approx(0.3 - 0.04 + 0.495 - 0.07 - 0.001, abs=1e-4)
 
 
 def test_tired_agent_sleeps_in_an_instant_level_too():
