@@ -386,26 +386,20 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
 def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str | None = None,
                    layout_seed: int | None = None, max_steps: int | None = None,
                    layout_pool: str | None = None) -> WorldPack:
-    """Load a level and apply the env constructor's overrides, checking each one."""
-    pack = load_pack(level)
-    if reward_mode is not None:
-        if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
-        pack = replace(pack, reward_mode=reward_mode)
-    if layout_mode is not None:
-        if layout_mode not in LAYOUT_MODES:
-            raise ValueError(f"layout_mode must be one of {LAYOUT_MODES}, got {layout_mode!r}")
-        pack = replace(pack, layout_mode=layout_mode)
-    if layout_seed is not None:
-        if isinstance(layout_seed, bool) or not isinstance(layout_seed, int) or layout_seed < 0:
-            raise ValueError(f"layout_seed must be a non-negative integer, got {layout_seed!r}")
-        pack = replace(pack, layout_seed=layout_seed)
-    if max_steps is not None:  # e.g. lives longer than the training limit, for evaluation
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-        pack = replace(pack, max_steps=max_steps)
-    if layout_pool is not None:
-        if layout_pool not in LAYOUT_POOLS:
-            raise ValueError(f"layout_pool must be one of {tuple(LAYOUT_POOLS)}, got {layout_pool!r}")
-        pack = replace(pack, layout_pool=layout_pool)
-    return pack
+    """Load a level and apply the env constructor's overrides, checking each one
+    (`max_steps`: e.g. lives longer than the level's limit, for evaluation)."""
+    choices = {"reward_mode": (reward_mode, REWARD_MODES), "layout_mode": (layout_mode, LAYOUT_MODES),
+               "layout_pool": (layout_pool, LAYOUT_POOLS)}
+    counts = {"layout_seed": (layout_seed, 0, "a non-negative"), "max_steps": (max_steps, 1, "a positive")}
+    overrides = {}
+    for key, (value, allowed) in choices.items():
+        if value is not None:
+            if value not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {value!r}")
+            overrides[key] = value
+    for key, (value, lowest, kind) in counts.items():
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"{key} must be {kind} integer, got {value!r}")
+            overrides[key] = value
+    return replace(load_pack(level), **overrides)
