@@ -11,6 +11,7 @@ JSON-lines file.
     python scripts/bench_learning.py pomdp_random_layout --seeds 0 1 2 3 4
     python scripts/bench_learning.py pomdp --seeds 5 6 --parallel 2 --long-steps 5000
     python scripts/bench_learning.py temporal --seeds 0 --minutes 5 agent.lr=3e-4
+    python scripts/bench_learning.py pomdp --runs /tmp/townlet-learn-pomdp-s0-*   # evaluate runs made earlier
 
 The targets are the fraction of the oracle's mean survival each experiment aims at.
 """
@@ -69,6 +70,20 @@ def train_one(experiment: str, seed: int, minutes: float | None, checkpoint_ever
             "started": started}
 
 
+def existing_run(run_dir: str) -> dict:
+    """A run made earlier (finished or stopped): its seed, env steps and start time from
+    the files it wrote; its newest checkpoint is what gets evaluated."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir)
+    config = path / ".hydra" / "config.yaml"
+    rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    started = config.stat().st_mtime
+    steps = max(r.get("global_step", 0) for r in rows)
+    return {"seed": int(OmegaConf.load(config).seed), "run_dir": str(path), "env_steps": steps,
+            "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started}
+
+
 def time_to_oracle(run: dict, episodes: int, oracle_mean: float, fraction: float = 0.9) -> dict:
     """Greedy survival of every periodic checkpoint of a run on the held-out towns, and the
     first (env steps, wall seconds since the run started) at `fraction` of the oracle."""
@@ -92,6 +107,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--long-steps", type=int, default=5000, help="also evaluate lives this long (0 = skip)")
     ap.add_argument("--checkpoint-every", type=int, default=500_000, help="env steps between checkpoints")
+    ap.add_argument("--runs", nargs="+", help="evaluate these run folders instead of training new ones")
     ap.add_argument("--results", default=str(ROOT / "results" / "learning.jsonl"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
     args = ap.parse_intermixed_args()  # overrides may follow the options
@@ -100,9 +116,13 @@ def main() -> None:
     # The code that trains is the code at the start (commits made during the run don't count).
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or None
-    with ThreadPoolExecutor(args.parallel) as pool:
-        runs = list(pool.map(lambda s: train_one(args.experiment, s, args.minutes, args.checkpoint_every,
-                                                 args.overrides), args.seeds))
+    if args.runs:
+        runs = [existing_run(d) for d in args.runs]
+        args.seeds = [r["seed"] for r in runs]
+    else:
+        with ThreadPoolExecutor(args.parallel) as pool:
+            runs = list(pool.map(lambda s: train_one(args.experiment, s, args.minutes, args.checkpoint_every,
+                                                     args.overrides), args.seeds))
 
     limits = [("", [])] + ([("long_", [f"env.max_steps={args.long_steps}"])] if args.long_steps else [])
     baselines: dict[str, dict] = {}
