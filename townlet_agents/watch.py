@@ -172,17 +172,28 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(hub, sock: socket.socket) -> None:
+def make_server(hub):
     import uvicorn
 
     from .viewer.server import create_app
 
+    return uvicorn.Server(uvicorn.Config(create_app(hub), log_level="warning", lifespan="on"))
+
+
+def serve(hub, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"Townlet viewer: http://{shown}:{port}/  ({hub.sim.meta()['level']}, {hub.sim.env.num_envs} towns, "
           f"policy {hub.sim.policy.label}; Ctrl+C stops)", flush=True)
-    config = uvicorn.Config(create_app(hub), log_level="warning", lifespan="on")
-    uvicorn.Server(config).run(sockets=[sock])
+    make_server(hub).run(sockets=[sock])
+
+
+def _require_viewer_packages() -> None:
+    from importlib.util import find_spec
+
+    missing = [name for name in ("starlette", "uvicorn", "websockets") if find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"the viewer needs {', '.join(missing)}: pip install 'townlet[viewer]'")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     try:
+        _require_viewer_packages()
         cfg = parse_args(argv)
         hub = build(cfg)
         sock = listen(cfg.host, cfg.port)
