@@ -1,11 +1,7 @@
-"""Fixtures of the viewer tests: a tiny real training run, and a viewer server running in
-this process (a thread), so coverage sees the server's code while a client talks to it."""
+"""Fixtures of the viewer tests: a tiny real training run (its folder and checkpoint)."""
 
 from __future__ import annotations
 
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -31,24 +27,3 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(run_dir) -> Path:
     return run_dir / "checkpoints" / "latest.pt"
-
-
-@contextmanager
-def live_server(hub):
-    """Serve `hub` on a free loopback port from a thread; yields the page's URL."""
-    from townlet_agents.watch import listen, make_server
-
-    sock = listen("127.0.0.1", 0)
-    server = make_server(hub)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the viewer server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
