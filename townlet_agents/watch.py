@@ -117,17 +117,22 @@ def build(cfg: WatchConfig):
     device = resolve_device(cfg.device)
     choice = EnvChoice(cfg.env.level, cfg.env.reward_mode, cfg.env.layout_mode, cfg.env.layout_seed)
 
+    built: dict = {}  # the EnvChoice the current towns were made with
+
+    def towns_for(wanted: EnvChoice):
+        env = make_env(wanted, cfg.towns, device)
+        built["choice"] = wanted
+        return env
+
     def with_checkpoint(path: Path, payload: dict, sim: Simulation | None = None) -> Simulation:
-        env = sim.env if sim is not None else None
         wanted = choice.with_defaults(env_config(payload))
-        if env is None or (wanted.level or "L3_temporal_mechanics") != env.pack.name:
-            env = make_env(wanted, cfg.towns, device)
-            sim = None
-        policy = NetworkPolicy(payload, env, path.name)
-        if sim is None:
-            return Simulation(env, policy, cfg.seed)
-        sim.set_policy(policy)
-        return sim
+        if sim is not None and wanted == built["choice"]:
+            sim.set_policy(NetworkPolicy(payload, sim.env, path.name))  # same towns, newer policy
+            return sim
+        env = make_env(wanted, cfg.towns, device)
+        new = Simulation(env, NetworkPolicy(payload, env, path.name), cfg.seed)
+        built["choice"] = wanted  # only once the checkpoint fits: a refused one changes nothing
+        return new
 
     follower = None
     if cfg.checkpoint:
@@ -141,11 +146,11 @@ def build(cfg: WatchConfig):
         if found is not None:
             sim = with_checkpoint(*found)
         else:  # no checkpoint yet: random play until the first one is written
-            env = make_env(choice, cfg.towns, device)
+            env = towns_for(choice.with_defaults({}))
             sim = Simulation(env, RandomPolicy(env, cfg.seed), cfg.seed)
             sim.policy.label = "random (waiting for the run's first checkpoint)"
     else:
-        env = make_env(choice, cfg.towns, device)
+        env = towns_for(choice.with_defaults({}))
         sim = Simulation(env, RandomPolicy(env, cfg.seed) if cfg.policy == "random" else OracleAdapter(env),
                          cfg.seed)
     swap = (lambda old, path, payload: with_checkpoint(path, payload, old)) if follower else None

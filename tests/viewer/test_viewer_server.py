@@ -13,6 +13,7 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
+from townlet_agents.checkpoint import load_checkpoint, save_checkpoint
 from townlet_agents.viewer.follow import CURVE_METRIC, RunFollower
 from townlet_agents.viewer.server import Client, Hub, create_app
 from townlet_agents.viewer.sim import EnvChoice, OracleAdapter, Simulation, WatchError, make_env
@@ -209,8 +210,16 @@ def test_an_explicit_level_the_checkpoint_does_not_fit_keeps_the_previous_policy
     hub = build(parse_args([f"run={run}", "towns=4", "env.level=L1_full_observability"]))
     assert hub.sim.policy.label.startswith("random (waiting") and hub.sim.meta()["level"] == "L1_full_observability"
     shutil.copy(run_dir / "checkpoints" / "latest.pt", run / "checkpoints" / "latest.pt")
+    waiting = hub.sim
     asyncio.run(hub.poll_run())
-    assert hub.sim.meta()["level"] == "L1_full_observability" and "kept the previous policy" in hub.status
+    assert hub.sim is waiting and "kept the previous policy" in hub.status
+    # a checkpoint asking for other towns (its own layout seed) that still does not fit
+    payload = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    payload["config"]["env"]["layout_seed"] = 5
+    save_checkpoint(run / "checkpoints" / "step_000000000001.pt", payload)
+    asyncio.run(hub.poll_run())
+    assert hub.sim is waiting and hub.sim.meta()["level"] == "L1_full_observability"
+    assert "different observation layout" in hub.status
 
 
 def test_a_run_without_checkpoints_waits_then_takes_the_first_one(run_dir, tmp_path):

@@ -21,7 +21,6 @@ from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ..checkpoint import CheckpointError
 from .follow import RunFollower
 from .sim import Simulation, encode
 
@@ -131,7 +130,7 @@ class Hub:
             try:
                 self.sim = self.swap(self.sim, path, payload)
                 status = f"following {path.name}"
-            except CheckpointError as e:
+            except ValueError as e:  # CheckpointError, WatchError: the checkpoint does not fit
                 status = f"kept the previous policy: {e}"
         if found is not None or status != self.status:
             self.status = status
@@ -140,15 +139,18 @@ class Hub:
 
     # --- the loop ---------------------------------------------------------------------------
 
+    async def follow(self) -> None:
+        """Read the followed run's files every poll_seconds, beside the simulation loop."""
+        while True:
+            await self.poll_run()
+            await asyncio.sleep(self.poll_seconds)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        next_frame = next_poll = loop.time()
+        next_frame = loop.time()
         while True:
             now = loop.time()
-            if self.follower is not None and now >= next_poll:
-                await self.poll_run()
-                next_poll = now + self.poll_seconds
             if self.playing or self._step_once:
                 if now >= next_frame or self._step_once:
                     self._step_once = False
@@ -156,9 +158,7 @@ class Hub:
                     self.publish_frame()
                     # keep the cadence, but never try to catch up after a stall
                     next_frame = max(next_frame + 1.0 / self.fps, now)
-            wait_until = next_poll if self.follower is not None else now + 1.0
-            if self.playing:
-                wait_until = min(wait_until, next_frame)
+            wait_until = next_frame if self.playing else now + 1.0
             self._wake.clear()
             timeout = max(wait_until - loop.time(), 0.0)
             if timeout > 0:
@@ -202,10 +202,14 @@ def _report_crash(task: asyncio.Task) -> None:
 def create_app(hub: Hub) -> Starlette:
     @asynccontextmanager
     async def lifespan(app):
-        task = asyncio.create_task(hub.run())
-        task.add_done_callback(_report_crash)
+        tasks = [asyncio.create_task(hub.run())]
+        if hub.follower is not None:
+            tasks.append(asyncio.create_task(hub.follow()))
+        for task in tasks:
+            task.add_done_callback(_report_crash)
         yield
-        task.cancel()
+        for task in tasks:
+            task.cancel()
 
     return Starlette(
         routes=[WebSocketRoute("/ws", hub.endpoint), Mount("/", StaticFiles(directory=STATIC, html=True))],

@@ -29,6 +29,7 @@ from ..checkpoint import CheckpointError
 from ..oracle import OraclePolicy
 from ..trainer import layout_record, make_network
 
+DEFAULT_LEVEL = "L3_temporal_mechanics"
 #: Frames carry at most this many towns; any others still step, unseen.
 MAX_SHOWN = 64
 #: Why an episode ended, as sent in frames: index into this tuple.
@@ -42,30 +43,29 @@ class WatchError(ValueError):
     """Bad viewer input (level, checkpoint, run folder): the message is the one line shown."""
 
 
-def _value(x):
-    return getattr(x, "value", x)
-
-
 @dataclass
 class EnvChoice:
     """What the towns are: a level and the pack overrides (None = the pack's own)."""
 
-    level: str = "L3_temporal_mechanics"
+    level: str | None = None
     reward_mode: str | None = None
     layout_mode: str | None = None
     layout_seed: int | None = None
 
     def with_defaults(self, saved: dict) -> "EnvChoice":
-        """Fill every unset field from a checkpoint's env config."""
-        return EnvChoice(*(getattr(self, k) if getattr(self, k) is not None else saved.get(k)
-                           for k in ("level", "reward_mode", "layout_mode", "layout_seed")))
+        """Fill every unset field from a checkpoint's env config; the level at least from
+        the default."""
+        filled = EnvChoice(*(getattr(self, k) if getattr(self, k) is not None else saved.get(k)
+                             for k in ("level", "reward_mode", "layout_mode", "layout_seed")))
+        filled.level = filled.level or DEFAULT_LEVEL
+        return filled
 
 
 def make_env(choice: EnvChoice, towns: int, device: torch.device) -> TownletVectorEnv:
     # SAME_STEP: a town that dies shows its new episode at once; the final meters are kept
     # from info["final_obs"] to say what killed it.
     try:
-        return TownletVectorEnv(towns, choice.level or "L3_temporal_mechanics", device=device, torch_output=True,
+        return TownletVectorEnv(towns, choice.level or DEFAULT_LEVEL, device=device, torch_output=True,
                                 autoreset_mode=AutoresetMode.SAME_STEP, reward_mode=choice.reward_mode,
                                 layout_mode=choice.layout_mode, layout_seed=choice.layout_seed)
     except ValueError as e:  # PackError is a ValueError too
