@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         sock = listen(cfg.host, cfg.port)
     except (ConfigError, CheckpointError, WatchError) as e:
         user_error(e)
-    serve(hub, sock)
+    try:
+        serve(hub, sock)
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly on Ctrl+C, then re-raises it
+        pass
     return 0
 
 

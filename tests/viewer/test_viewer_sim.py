@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from townlet_agents.checkpoint import CheckpointError, load_checkpoint
-from townlet_agents.viewer.sim import (MAX_SHOWN, EnvChoice, NetworkPolicy, OracleAdapter, RandomPolicy,
-                                       Simulation, WatchError, encode, make_env, resolve_checkpoint)
+from townlet_agents.viewer.sim import (
+    MAX_SHOWN,
+    EnvChoice,
+    NetworkPolicy,
+    OracleAdapter,
+    RandomPolicy,
+    Simulation,
+    WatchError,
+    encode,
+    make_env,
+    resolve_checkpoint,
+)
 from townlet_env import ACTIONS, AFFORDANCES, METERS
 
 CPU = torch.device("cpu")

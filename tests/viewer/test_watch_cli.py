@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from townlet_agents.config import ConfigError
-from townlet_agents.checkpoint import CheckpointError
-from townlet_agents.viewer.sim import WatchError
 from townlet_agents import watch
+from townlet_agents.checkpoint import CheckpointError
+from townlet_agents.config import ConfigError
+from townlet_agents.viewer.sim import WatchError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -187,8 +188,11 @@ def test_the_command_prints_its_url_and_streams_frames():
         got = asyncio.run(frames())
         assert got[0]["type"] == "meta" and got[0]["towns"] == 3
         assert [m["type"] for m in got[1:]] == ["frame"] * 3 and got[-1]["tick"] > got[1]["tick"]
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean stop
+        assert proc.wait(timeout=20) == 0
+        assert "Traceback" not in proc.stderr.read()
     finally:
-        proc.terminate()
+        proc.kill()
         proc.wait(timeout=10)
 
 
