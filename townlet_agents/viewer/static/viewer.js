@@ -177,7 +177,10 @@ function draw() {
   view.thumbs.forEach((div, i) => {
     drawTown(div.firstChild, i, false);
     div.classList.toggle("selected", i === t);
-    div.lastChild.textContent = `#${i} · ${f.steps[i]}`;
+    // a lethal meter inside its critical band: this town is about to die
+    const danger = m.meters.some((x, j) => x.lethal && x.critical !== null && f.meters[i][j] / 1000 < x.critical);
+    div.classList.toggle("danger", danger);
+    div.lastChild.textContent = `#${i} · ${f.steps[i]}${danger ? " ⚠" : ""}`;
   });
   $("town-title").textContent = `town ${t}`;
   drawTown($("town-canvas"), t, true);
