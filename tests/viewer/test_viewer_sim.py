@@ -185,3 +185,14 @@ def test_unknown_levels_and_pretrained_names_are_one_line_errors(tmp_path):
     with pytest.raises(WatchError, match="no pretrained checkpoint named 'nope'"):
         resolve_checkpoint("pretrained:nope")
     assert resolve_checkpoint(str(tmp_path / "a.pt")) == tmp_path / "a.pt"
+
+
+def test_pretrained_names_resolve_to_checkpoints_shipped_in_the_package(tmp_path, monkeypatch):
+    import importlib.resources
+
+    (tmp_path / "pretrained").mkdir()
+    (tmp_path / "pretrained" / "pomdp.pt").write_bytes(b"")
+    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
+    assert resolve_checkpoint("pretrained:pomdp") == tmp_path / "pretrained" / "pomdp.pt"
+    with pytest.raises(WatchError, match=r"available: pomdp\)"):
+        resolve_checkpoint("pretrained:temporal")
