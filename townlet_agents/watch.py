@@ -22,9 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ConfigError, resolve_device
-from .pack_errors import user_error
+from .cli_errors import user_error
 from .viewer.sim import (EnvChoice, NetworkPolicy, OracleAdapter, RandomPolicy, Simulation, WatchError,
-                         env_config, make_env, resolve_checkpoint)
+                         env_config, make_towns, resolve_checkpoint)
 
 POLICIES = ("checkpoint", "oracle", "random")
 
@@ -100,7 +100,8 @@ def _check(cfg: WatchConfig) -> None:
     if cfg.checkpoint and cfg.run:
         raise ConfigError("checkpoint and run: give one of them (run= follows that run's newest checkpoint)")
     if cfg.policy in ("oracle", "random") and (cfg.checkpoint or cfg.run):
-        raise ConfigError(f"policy={cfg.policy} plays without a checkpoint; drop checkpoint=/run= or use policy=checkpoint")
+        raise ConfigError(f"policy={cfg.policy} plays without a checkpoint; drop checkpoint=/run= "
+                          "or use policy=checkpoint")
     if cfg.policy == "checkpoint" and not (cfg.checkpoint or cfg.run):
         raise ConfigError("checkpoint: policy=checkpoint needs checkpoint=PATH (or run=RUN_DIR)")
 
@@ -120,7 +121,7 @@ def build(cfg: WatchConfig):
     built: dict = {}  # the EnvChoice the current towns were made with
 
     def towns_for(wanted: EnvChoice):
-        env = make_env(wanted, cfg.towns, device)
+        env = make_towns(wanted, cfg.towns, device)
         built["choice"] = wanted
         return env
 
@@ -129,7 +130,7 @@ def build(cfg: WatchConfig):
         if sim is not None and wanted == built["choice"]:
             sim.set_policy(NetworkPolicy(payload, sim.env, path.name))  # same towns, newer policy
             return sim
-        env = make_env(wanted, cfg.towns, device)
+        env = make_towns(wanted, cfg.towns, device)
         new = Simulation(env, NetworkPolicy(payload, env, path.name), cfg.seed)
         built["choice"] = wanted  # only once the checkpoint fits: a refused one changes nothing
         return new
@@ -171,7 +172,8 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         if e.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port: {host}:{port} is already in use; pick another with port=N (0 = any free one)") from None
+            raise ConfigError(f"port: {host}:{port} is already in use; "
+                              "pick another with port=N (0 = any free one)") from None
         raise ConfigError(f"host: cannot listen on {host}:{port} ({e.strerror})") from None
     sock.listen(128)
     return sock

@@ -16,12 +16,12 @@ from starlette.testclient import TestClient
 from townlet_agents.checkpoint import load_checkpoint, save_checkpoint
 from townlet_agents.viewer.follow import CURVE_METRIC, RunFollower
 from townlet_agents.viewer.server import Client, Hub, create_app
-from townlet_agents.viewer.sim import EnvChoice, OracleAdapter, Simulation, WatchError, make_env
+from townlet_agents.viewer.sim import EnvChoice, OracleAdapter, Simulation, WatchError, make_towns
 from townlet_agents.watch import build, parse_args
 
 
 def oracle_hub(towns: int = 4, fps: float = 60) -> Hub:
-    env = make_env(EnvChoice("L3_temporal_mechanics"), towns, torch.device("cpu"))
+    env = make_towns(EnvChoice("L3_temporal_mechanics"), towns, torch.device("cpu"))
     return Hub(Simulation(env, OracleAdapter(env)), fps=fps)
 
 

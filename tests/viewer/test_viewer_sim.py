@@ -18,7 +18,7 @@ from townlet_agents.viewer.sim import (
     Simulation,
     WatchError,
     encode,
-    make_env,
+    make_towns,
     resolve_checkpoint,
 )
 from townlet_env import ACTIONS, AFFORDANCES, METERS
@@ -27,13 +27,13 @@ CPU = torch.device("cpu")
 
 
 def oracle_sim(towns: int = 4, level: str = "L3_temporal_mechanics") -> Simulation:
-    env = make_env(EnvChoice(level), towns, CPU)
+    env = make_towns(EnvChoice(level), towns, CPU)
     return Simulation(env, OracleAdapter(env), seed=3)
 
 
 def network_sim(checkpoint, towns: int = 4) -> Simulation:
     payload = load_checkpoint(checkpoint)
-    env = make_env(EnvChoice().with_defaults(payload["config"]["env"]), towns, CPU)
+    env = make_towns(EnvChoice().with_defaults(payload["config"]["env"]), towns, CPU)
     return Simulation(env, NetworkPolicy(payload, env, checkpoint.name), seed=3)
 
 
@@ -44,6 +44,7 @@ def test_meta_reads_the_vocabulary_and_hours_from_the_env():
     assert [m["name"] for m in meta["meters"]] == list(METERS) and meta["actions"] == list(ACTIONS)
     bar = meta["affordances"][AFFORDANCES.index("Bar")]
     assert bar["hours"] == "1111" + "0" * 14 + "111111"  # 18:00-04:00 (SPEC 7)
+    assert bar["ticks"] == 2 and meta["affordances"][AFFORDANCES.index("Job")]["ticks"] == 4
     assert all(len(a["hours"]) == 24 and a["colour"].startswith("#") for a in meta["affordances"])
     bands = {m["name"]: m["critical"] for m in meta["meters"]}
     assert bands["money"] is None and bands["energy"] == pytest.approx(0.30)
@@ -56,7 +57,7 @@ def test_meta_reads_the_vocabulary_and_hours_from_the_env():
 def test_without_temporal_mechanics_everything_is_always_open():
     meta = oracle_sim(level="L1_full_observability").meta()
     assert not meta["temporal"] and meta["window"] == 0
-    assert all(a["hours"] == "1" * 24 for a in meta["affordances"])
+    assert all(a["hours"] == "1" * 24 and a["ticks"] == 1 for a in meta["affordances"])
 
 
 def test_a_frame_holds_every_shown_town_in_compact_columns():
@@ -64,7 +65,7 @@ def test_a_frame_holds_every_shown_town_in_compact_columns():
     frame = sim.frame()
     towns = frame["towns"]
     assert frame["type"] == "frame" and frame["tick"] == 0 and frame["mean_survival"] is None
-    assert set(towns) == {"grid", "cell", "hour", "steps", "meters", "progress", "current", "ticks", "action",
+    assert set(towns) == {"grid", "cell", "hour", "steps", "meters", "progress", "current", "action",
                           "next", "mask", "episode", "last", "cause"}  # no "q": the oracle has none
     assert all(len(column) == 5 for column in towns.values())
     grid = towns["grid"][0]
@@ -127,7 +128,7 @@ def test_frames_show_at_most_max_shown_towns():
 
 
 def test_random_policy_plays_only_allowed_actions():
-    env = make_env(EnvChoice("L0_minimal"), 32, CPU)
+    env = make_towns(EnvChoice("L0_minimal"), 32, CPU)
     sim = Simulation(env, RandomPolicy(env, 0))
     for _ in range(20):
         assert bool(sim.mask.gather(1, sim.action[:, None]).all())
@@ -163,10 +164,10 @@ def test_network_state_is_forgotten_when_a_town_restarts(checkpoint):
 
 def test_a_checkpoint_of_another_layout_is_refused(checkpoint):
     payload = load_checkpoint(checkpoint)
-    env = make_env(EnvChoice("L1_full_observability"), 2, CPU)
+    env = make_towns(EnvChoice("L1_full_observability"), 2, CPU)
     with pytest.raises(CheckpointError, match="different observation layout"):
         NetworkPolicy(payload, env, "x.pt")
-    env = make_env(EnvChoice("L3_temporal_mechanics"), 2, CPU)
+    env = make_towns(EnvChoice("L3_temporal_mechanics"), 2, CPU)
     payload["online"] = {k: v[..., :1] for k, v in payload["online"].items()}
     with pytest.raises(CheckpointError, match="network weights do not fit"):
         NetworkPolicy(payload, env, "x.pt")
@@ -175,13 +176,13 @@ def test_a_checkpoint_of_another_layout_is_refused(checkpoint):
 def test_averaged_weights_act_when_present(checkpoint):
     payload = load_checkpoint(checkpoint)
     payload["averaged"] = payload["online"]
-    env = make_env(EnvChoice("L3_temporal_mechanics"), 2, CPU)
+    env = make_towns(EnvChoice("L3_temporal_mechanics"), 2, CPU)
     assert NetworkPolicy(payload, env, "x.pt").label.startswith("x.pt (averaged weights")
 
 
 def test_unknown_levels_and_pretrained_names_are_one_line_errors(tmp_path):
     with pytest.raises(WatchError, match="env: unknown level 'L9'"):
-        make_env(EnvChoice("L9"), 2, CPU)
+        make_towns(EnvChoice("L9"), 2, CPU)
     with pytest.raises(WatchError, match="no pretrained checkpoint named 'nope'"):
         resolve_checkpoint("pretrained:nope")
     assert resolve_checkpoint(str(tmp_path / "a.pt")) == tmp_path / "a.pt"

@@ -20,16 +20,15 @@ from omegaconf import OmegaConf
 
 # Everything borrowed from the env's internals and the trainer is imported here and only
 # here, so moving those pieces (factories, the oracle, a world schema) is a one-place edit.
-from townlet_env import ACTIONS, AFFORDANCES, METERS, TownletVectorEnv
-from townlet_env.layout import EMPTY_CODE
-from townlet_env.params import DOLLARS_PER_UNIT, ENERGY, HEALTH, MONEY
+from townlet_env import OraclePolicy, TownletVectorEnv
 from townlet_env.render import TILE_COLOURS, TILE_LABELS
+from townlet_env.schema import (ACTIONS, AFFORDANCES, DEFAULT_LEVEL, DOLLARS_PER_UNIT, EMPTY_CODE, HOURS_PER_DAY,
+                                LETHAL_METERS, METER, METERS)
 
 from ..checkpoint import CheckpointError
-from ..oracle import OraclePolicy
-from ..trainer import layout_record, make_network
+from ..factories import layout_record, make_network
 
-DEFAULT_LEVEL = "L3_temporal_mechanics"
+ENERGY, HEALTH, MONEY = METER["energy"], METER["health"], METER["money"]
 #: Frames carry at most this many towns; any others still step, unseen.
 MAX_SHOWN = 64
 #: Why an episode ended, as sent in frames: index into this tuple.
@@ -61,7 +60,7 @@ class EnvChoice:
         return filled
 
 
-def make_env(choice: EnvChoice, towns: int, device: torch.device) -> TownletVectorEnv:
+def make_towns(choice: EnvChoice, towns: int, device: torch.device) -> TownletVectorEnv:
     # SAME_STEP: a town that dies shows its new episode at once; the final meters are kept
     # from info["final_obs"] to say what killed it.
     try:
@@ -201,8 +200,10 @@ class Simulation:
     def meta(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The message a page needs once (and again whenever the world changes)."""
         p = self.env.params
-        hours = p.open_at.reshape(-1, 24)[: len(AFFORDANCES)].cpu().numpy()
+        hours = p.open_at.reshape(-1, HOURS_PER_DAY)[: len(AFFORDANCES)].cpu().numpy()
         band = float(p.cascade_threshold)
+        # ticks to complete a use; without temporal mechanics every use is instant
+        ticks = {a.name: (a.ticks if p.temporal else 1) for a in self.env.pack.affordances}
         return {
             "type": "meta",
             "level": p.pack.name,
@@ -215,10 +216,10 @@ class Simulation:
             "dollars_per_unit": DOLLARS_PER_UNIT,
             "affordances": [
                 {"name": name, "label": TILE_LABELS[i], "colour": "#%02x%02x%02x" % TILE_COLOURS[i],
-                 "hours": "".join("1" if h else "0" for h in hours[i])}
+                 "hours": "".join("1" if h else "0" for h in hours[i]), "ticks": ticks[name]}
                 for i, name in enumerate(AFFORDANCES)],
             # below the cascade threshold a meter drags others down; energy and health kill at 0
-            "meters": [{"name": m, "critical": None if i == MONEY else band, "lethal": i in (ENERGY, HEALTH)}
+            "meters": [{"name": m, "critical": None if i == MONEY else band, "lethal": m in LETHAL_METERS}
                        for i, m in enumerate(METERS)],
             "actions": list(ACTIONS),
             "causes": list(CAUSES),
@@ -231,9 +232,6 @@ class Simulation:
         s, k = self.env.state, self.shown
         codes = s.grid[:k][:, self._cell_to_padded].cpu().numpy().astype(np.int64)
         grids = _CELL_CHARS[codes].view(f"S{codes.shape[1]}").reshape(-1)
-        interaction = self.env.params.interaction
-        current = s.current[:k]
-        ticks = interaction[current, -1].long() * (s.progress[:k] > 0)
         towns = {
             "grid": [g.decode() for g in grids],
             "cell": s.cell[:k].tolist(),
@@ -241,8 +239,7 @@ class Simulation:
             "steps": s.steps[:k].tolist(),
             "meters": (s.meters[:k] * 1000).round().long().tolist(),  # per mille
             "progress": s.progress[:k].tolist(),
-            "current": current.tolist(),
-            "ticks": ticks.tolist(),
+            "current": s.current[:k].tolist(),
             "action": self.last_action[:k].tolist(),
             "next": self.action[:k].tolist(),
             "mask": ["".join("1" if b else "0" for b in row) for row in self.mask[:k].tolist()],

@@ -188,9 +188,10 @@ function draw() {
   $("steps").textContent = `${f.steps[t]} / ${m.max_steps}`;
   const last = f.last[t] >= 0 ? `; last episode ${f.last[t]} steps (${m.causes[f.cause[t]]})` : "";
   $("survival").textContent = `${f.steps[t]} steps alive, episode ${f.episode[t]}${last}`;
-  $("clock").textContent = m.temporal ? `${String(f.hour[t]).padStart(2, "0")}:00` : "no clock (temporal mechanics off)";
+  $("clock").textContent = m.temporal
+    ? `${String(f.hour[t]).padStart(2, "0")}:00` : "no clock (temporal mechanics off)";
   $("interaction").textContent = f.progress[t] > 0
-    ? `${m.affordances[f.current[t]].name} ${f.progress[t]}/${f.ticks[t]}` : "none";
+    ? `${m.affordances[f.current[t]].name} ${f.progress[t]}/${m.affordances[f.current[t]].ticks}` : "none";
   const moneyIndex = m.meters.findIndex((x) => x.name === "money");
   $("money").textContent = `$${(f.meters[t][moneyIndex] / 1000 * m.dollars_per_unit).toFixed(2)}`;
   $("last-action").textContent = f.action[t] >= 0 ? m.actions[f.action[t]] : "–";
