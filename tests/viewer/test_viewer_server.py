@@ -89,6 +89,7 @@ def test_malformed_commands_are_ignored():
         for bad in ("not json", json.dumps([1]), json.dumps({"cmd": "fly"}), json.dumps({"cmd": "reset", "town": 99}),
                     json.dumps({"cmd": "speed", "fps": "fast"})):
             ws.send_text(bad)
+        ws.send_bytes(b"\x00binary")
         ws.send_json({"cmd": "pause"})
         control = next_of(ws, "control")  # the first control message answers the valid command
         assert control["playing"] is False and control["fps"] == 60

@@ -19,7 +19,7 @@ from typing import Callable
 from starlette.applications import Starlette
 from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from .follow import RunFollower
 from .sim import Simulation, encode
@@ -70,7 +70,6 @@ class Hub:
         self.clients: set[Client] = set()
         self.curve: list[list[float]] = []
         self.status = ""
-        self.last_frame = encode(sim.frame())
         self._step_once = False
         self._wake: asyncio.Event | None = None
 
@@ -88,8 +87,8 @@ class Hub:
             client.push(text, urgent)
 
     def publish_frame(self) -> None:
-        self.last_frame = encode(self.sim.frame())
-        self.broadcast(self.last_frame)
+        if self.clients:  # with no page open the towns go on, unencoded
+            self.broadcast(encode(self.sim.frame()))
 
     # --- controls ---------------------------------------------------------------------------
 
@@ -175,19 +174,19 @@ class Hub:
         client.push(self.meta_text(), urgent=True)
         if self.curve:
             client.push(encode({"type": "curve", "points": self.curve, "reset": True}), urgent=True)
-        client.push(self.last_frame)
+        client.push(encode(self.sim.frame()))
         self.clients.add(client)
         pump = asyncio.create_task(client.pump())
         try:
             while True:
-                text = await ws.receive_text()
-                try:
-                    msg = json.loads(text)
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                try:  # commands are JSON text; anything else is ignored
+                    msg = json.loads(message.get("text") or "")
                 except ValueError:
                     continue
                 self.control(msg)
-        except WebSocketDisconnect:
-            pass
         finally:
             self.clients.discard(client)
             pump.cancel()
