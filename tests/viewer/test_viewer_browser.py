@@ -16,6 +16,7 @@ import pytest
 from viewer_testkit import live_server
 
 from townlet_agents.watch import build, parse_args
+from townlet_env.schema import AFFORDANCES, METERS
 
 CHROMIUM = os.environ.get("TOWNLET_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -122,6 +123,20 @@ def test_the_page_shows_towns_meters_and_q_values_live(browser, run_dir, tmp_pat
         page.click("#reset")
         page.wait_for_function("document.getElementById('steps').textContent.startsWith('0 /')")
         assert hub.sim.env.state.steps[9] == 0 and hub.sim.env.state.steps[0] > 0
+
+        # what a frame can hold is drawn as such: a frame of this very server, edited while paused
+        frame = hub.sim.frame()
+        towns = frame["towns"]
+        towns["progress"][9], towns["current"][9] = 2, AFFORDANCES.index("Job")
+        towns["last"][9], towns["cause"][9] = 123, 2
+        towns["meters"][9][METERS.index("health")] = 100
+        towns["mask"][9] = "100001"
+        page.evaluate("frame => receive(frame)", frame)
+        assert page.inner_text("#interaction") == "Job 2/4"
+        assert "last episode 123 steps (health)" in page.inner_text("#survival")
+        assert page.get_attribute("#towns .thumb[data-town='9']", "class") == "thumb selected danger"
+        assert page.inner_text("[data-q=LEFT] .value") == "masked" and page.locator("#qvalues .masked").count() == 4
+        assert "low" in page.get_attribute("[data-meter=health] .fill", "class")
 
         # play resumes; the speed control reaches the server
         page.click("#play")
