@@ -13,7 +13,8 @@ import pytest
 import torch
 from starlette.testclient import TestClient
 
-from townlet_agents.checkpoint import load_checkpoint, save_checkpoint
+from townlet_agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from townlet_agents.viewer import follow
 from townlet_agents.viewer.follow import CURVE_METRIC, RunFollower
 from townlet_agents.viewer.server import Client, Hub, create_app
 from townlet_agents.viewer.sim import EnvChoice, OracleAdapter, Simulation, WatchError, make_towns
@@ -145,7 +146,7 @@ def test_a_follower_needs_a_run_folder(tmp_path):
         RunFollower(tmp_path)
 
 
-def test_the_newest_checkpoint_is_loaded_once_and_newer_ones_are_found(run_dir, tmp_path):
+def test_the_newest_checkpoint_is_loaded_once_and_newer_ones_are_found(run_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     follower = RunFollower(run)
@@ -158,6 +159,16 @@ def test_the_newest_checkpoint_is_loaded_once_and_newer_ones_are_found(run_dir, 
     (run / "checkpoints" / "step_000000002400.pt").write_bytes(b"garbage")
     assert follower.poll_checkpoint() is None and "step_000000002400.pt" in follower.error
     assert follower.poll_checkpoint() is None  # a bad file is not read again and again
+    gone = run / "checkpoints" / "step_000000002800.pt"
+    gone.write_bytes(b"")
+
+    def pruned_while_reading(path, map_location="cpu"):
+        gone.unlink()
+        raise CheckpointError(f"{path}: no such checkpoint file")
+
+    monkeypatch.setattr(follow, "load_checkpoint", pruned_while_reading)
+    assert follower.poll_checkpoint() is None and "2800" not in follower.error  # pruned: not an error
+    monkeypatch.undo()
     for p in (run / "checkpoints").glob("step_*"):
         p.unlink()
     assert follower.newest().name == "latest.pt"

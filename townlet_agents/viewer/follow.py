@@ -58,10 +58,11 @@ class RunFollower:
         try:
             payload = load_checkpoint(path)
         except CheckpointError as e:
-            self.error = str(e)
+            if path.exists():  # else pruned by the trainer mid-read: a newer one is there
+                self.error = str(e)
+                self.loaded = key  # a bad file is not read again every poll
             return None
-        finally:
-            self.loaded = key  # a bad file is not retried every poll
+        self.loaded = key
         self.error = None
         return path, payload
 
