@@ -27,3 +27,16 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(run_dir) -> Path:
     return run_dir / "checkpoints" / "latest.pt"
+
+
+@pytest.fixture(scope="session")
+def curve_steps(run_dir) -> list[int]:
+    """The env steps of the run's rows that carry the viewer's curve metric (some do)."""
+    import json
+
+    from townlet_agents.viewer.follow import CURVE_METRIC
+
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["global_step"] for r in rows if isinstance(r.get(CURVE_METRIC), (int, float))]
+    assert steps, "the tiny run finished no episode: make TINY_RUN longer"
+    return steps

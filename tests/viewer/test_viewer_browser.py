@@ -57,7 +57,7 @@ def _canvas_colours(page, selector: str) -> int:
         return seen.size; }""")
 
 
-def test_the_page_shows_towns_meters_and_q_values_live(browser, run_dir, tmp_path):
+def test_the_page_shows_towns_meters_and_q_values_live(browser, run_dir, curve_steps, tmp_path):
     hub = build(parse_args([f"run={run_dir}", "towns=16", "fps=20", "poll_seconds=0.2"]))
     with live_server(hub) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -97,7 +97,7 @@ def test_the_page_shows_towns_meters_and_q_values_live(browser, run_dir, tmp_pat
         assert 0 < width <= 100
 
         # the run's learning curve arrives from metrics.jsonl
-        page.wait_for_function("view.curve.length === 3")
+        page.wait_for_function(f"view.curve.length === {len(curve_steps)}")
         assert page.is_visible("#curve")
 
         # pause stops the step counter; step advances it by exactly one

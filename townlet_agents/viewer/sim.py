@@ -66,7 +66,8 @@ def make_towns(choice: EnvChoice, towns: int, device: torch.device) -> TownletVe
     try:
         return TownletVectorEnv(towns, choice.level or DEFAULT_LEVEL, device=device, torch_output=True,
                                 autoreset_mode=AutoresetMode.SAME_STEP, reward_mode=choice.reward_mode,
-                                layout_mode=choice.layout_mode, layout_seed=choice.layout_seed)
+                                layout_mode=choice.layout_mode, layout_seed=choice.layout_seed,
+                                layout_pool="held_out")  # as evaluate: towns training never drew
     except ValueError as e:  # PackError is a ValueError too
         raise WatchError(f"env: {e}") from None
 
