@@ -47,9 +47,11 @@ class WandbMode(str, Enum):
 
 @dataclass
 class EnvConfig:
-    level: str = "L2_partial_observability"
+    level: str = "L0_5_dual_resource"
     """World pack to train on: a shipped level name or the path of a .toml pack
-    (docs/custom_worlds.md)."""
+    (docs/custom_worlds.md). The default run's town is small (Bed, Hospital, HomeMeal,
+    Job) so that it learns to earn, eat and sleep within minutes; every experiment names
+    its own level."""
     num_envs: int = 128
     """Towns (agents) stepped together; each batched step adds num_envs env steps (agent-steps)."""
     reward_mode: Optional[RewardMode] = None
@@ -175,8 +177,8 @@ class CurriculumConfig:
 @dataclass
 class TrainConfig:
     total_env_steps: int = 1_000_000
-    """Stop after this many env steps (agent-steps summed over towns). The default run is
-    pomdp's settings for a few minutes on a CPU; the experiments set their own budgets."""
+    """Stop after this many env steps (agent-steps summed over towns). The default is the
+    default run's few minutes on a CPU; every experiment sets its own budget."""
     max_wall_minutes: float = 0.0
     """Stop cleanly (final checkpoint) after this many minutes; 0 = no limit."""
     log_every_env_steps: int = 10_000
