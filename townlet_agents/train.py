@@ -43,6 +43,10 @@ def main(cfg) -> float:
         from .summary import summarize
 
         print(summarize(trainer, (time.time() - started) / 60).text(), flush=True)
+    if job_name is not None and "wandb" in sys.modules:
+        # A sweep job: stop wandb's service now. Launchers that run jobs in worker processes
+        # (ray, submitit) end them without running wandb's own exit hook cleanly.
+        sys.modules["wandb"].teardown()
     return result
 
 
