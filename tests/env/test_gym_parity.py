@@ -11,7 +11,6 @@ import pytest
 import torch
 from gymnasium.vector import AutoresetMode
 
-import townlet_env
 from townlet_env import TownletVectorEnv
 
 torch.set_num_threads(1)
@@ -141,4 +140,3 @@ def test_namespaced_id_makes_the_env_in_a_fresh_process():
             "print(e.reset(seed=0)[0].shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "townlet_env" in townlet_env.__name__

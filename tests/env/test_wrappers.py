@@ -26,7 +26,8 @@ def test_mask_rides_in_the_observation_under_chosen_keys(as_box):
         assert space.contains(obs)
         np.testing.assert_array_equal(obs["mask"].astype(bool), info["action_mask"])
         assert obs["mask"].dtype == (np.float32 if as_box else np.int8)
-        obs, _, terminated, truncated, info = env.step(env.action_space.sample(mask=info["action_mask"].astype(np.int8)))
+        action = env.action_space.sample(mask=info["action_mask"].astype(np.int8))
+        obs, _, terminated, truncated, info = env.step(action)
         assert not info["action_masked"]
 
 
