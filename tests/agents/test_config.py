@@ -146,6 +146,7 @@ def test_wrong_type_fails_at_composition_naming_the_key(override, key):
     ("curriculum.advance_survival=0.2", "curriculum.retreat_survival"),
     ("exploration.anneal_decay=0", "exploration.anneal_decay"),
     ("train.total_env_steps=0", "train.total_env_steps"),
+    ("train.summary_episodes=-1", "train.summary_episodes"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(override, key):
     cfg = compose_config("+experiment=pomdp", override)  # types are fine: composition passes
