@@ -59,6 +59,7 @@ def train_one(experiment: str, seed: int, minutes: float | None, checkpoint_ever
     # Settings that change what is written, never what is learned.
     cmd = [sys.executable, "-m", "townlet_agents.train", f"+experiment={experiment}", f"seed={seed}",
            "train.progress_bar=false", "train.torch_threads=1", "wandb.mode=disabled", f"hydra.run.dir={run_dir}",
+           "train.summary_episodes=0",  # evaluated below, on the same towns
            f"checkpoint.every_env_steps={checkpoint_every}", "checkpoint.keep=100000"]
     if minutes:  # a wall-clock budget instead of the shipped env-step budget
         cmd += [f"train.max_wall_minutes={minutes}", "train.total_env_steps=100000000000"]

@@ -18,7 +18,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["+experiment=minimal", "env.num_envs=4", "train.total_env_steps=3000", "agent.learning_starts=500",
         "agent.hidden_size=16", "train.progress_bar=false", "train.log_every_env_steps=1000",
-        "checkpoint.every_env_steps=1000", "checkpoint.keep=2"]
+        "checkpoint.every_env_steps=1000", "checkpoint.keep=2",
+        "train.summary_episodes=0"]  # the closing summary: tests/agents/test_summary.py, tests/test_wheel.py
 
 
 def run(module: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -47,9 +47,11 @@ class WandbMode(str, Enum):
 
 @dataclass
 class EnvConfig:
-    level: str = "L2_partial_observability"
+    level: str = "L0_5_dual_resource"
     """World pack to train on: a shipped level name or the path of a .toml pack
-    (docs/custom_worlds.md)."""
+    (docs/custom_worlds.md). The default run's town is small (Bed, Hospital, HomeMeal,
+    Job) so that it learns to earn, eat and sleep within minutes; every experiment names
+    its own level."""
     num_envs: int = 128
     """Towns (agents) stepped together; each batched step adds num_envs env steps (agent-steps)."""
     reward_mode: Optional[RewardMode] = None
@@ -80,9 +82,10 @@ class AgentConfig:
     """Adam learning rate."""
     adam_eps: float = 1e-4
     """Adam epsilon."""
-    gamma: float = 0.99
-    """Discount factor, in (0, 1]."""
-    average_decay: float = 0.0
+    gamma: float = 0.995
+    """Discount factor, in (0, 1]. Money spent now is missed a few hundred steps later, so
+    the horizon has to reach that far (docs/training.md, "How the defaults were found")."""
+    average_decay: float = 0.999
     """Keep an exponential moving average of the online weights with this decay per update
     (0 = none); the final evaluation and `evaluate` act with it. Greedy policies from
     nearby snapshots of the online weights can differ widely in survival; the average
@@ -93,8 +96,8 @@ class AgentConfig:
     order 1 / (1 - gamma) took thousands of updates just to reach their scale, and
     meanwhile every state looked alike (docs/training.md, "Learning results"). Logged
     q_values are in scaled units."""
-    n_step: int = 3
-    """Steps of the n-step return."""
+    n_step: int = 10
+    """Steps of the n-step return (at most seq_len - burn_in are used)."""
     seq_len: int = 16
     """Stored sequence length L (even); sequences overlap by L/2."""
     burn_in: int = 4
@@ -103,11 +106,11 @@ class AgentConfig:
     """Sequences per gradient update."""
     replay_capacity: int = 8192
     """Sequences kept in the replay ring buffer."""
-    replay_ratio: float = 0.5
+    replay_ratio: float = 4.0
     """Sampled (sequence) steps per env step: updates happen every batch*seq_len/ratio env steps."""
     learning_starts: int = 5000
     """Env steps collected before the first update."""
-    target_update_every: int = 250
+    target_update_every: int = 100
     """Hard target-network copy every this many updates (when tau = 0)."""
     tau: float = 0.0
     """Polyak coefficient for a soft target update each update; 0 = hard updates."""
@@ -149,8 +152,9 @@ class ExplorationConfig:
 
 @dataclass
 class CurriculumConfig:
-    enabled: bool = True
-    """Per-agent adversarial curriculum; off = every agent at multiplier 1.0."""
+    enabled: bool = False
+    """Per-agent adversarial curriculum; off = every agent at multiplier 1.0. Off by default:
+    within the shipped budgets it held agents at easy stages (docs/training.md)."""
     multipliers: list[float] = field(default_factory=lambda: [0.2, 0.5, 0.8, 1.0, 1.0])
     """Depletion multiplier of each stage."""
     window: int = 20
@@ -172,8 +176,9 @@ class CurriculumConfig:
 
 @dataclass
 class TrainConfig:
-    total_env_steps: int = 200_000
-    """Stop after this many env steps (agent-steps summed over towns)."""
+    total_env_steps: int = 1_000_000
+    """Stop after this many env steps (agent-steps summed over towns). The default is the
+    default run's few minutes on a CPU; every experiment sets its own budget."""
     max_wall_minutes: float = 0.0
     """Stop cleanly (final checkpoint) after this many minutes; 0 = no limit."""
     log_every_env_steps: int = 10_000
@@ -189,6 +194,9 @@ class TrainConfig:
     final_eval_max_steps: Optional[int] = None
     """Step limit of each final-evaluation life; null = the level's (set it higher to
     measure how long the agent lives on past the training limit)."""
+    summary_episodes: int = 100
+    """Held-out towns (seed final_eval_seed) on which the command line's closing summary
+    compares the greedy agent with random play and the oracle; 0 = no summary."""
     compile: bool = False
     """torch.compile the network forward passes used by acting and learning; measured in docs/scaling.md ("torch.compile")."""
 
@@ -330,6 +338,7 @@ def check_config(cfg) -> None:
     _check(t.final_eval_max_steps is None or t.final_eval_max_steps >= 1, "train.final_eval_max_steps",
            f"must be null or >= 1, got {t.final_eval_max_steps}")
     check_level(str(cfg.env.level))
+    _check(t.summary_episodes >= 0, "train.summary_episodes", f"must be >= 0, got {t.summary_episodes}")
     if cfg.env.layout_seed is not None:
         _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
     resolve_device(cfg.device)
@@ -405,7 +414,18 @@ def register_eval_configs() -> None:
     ConfigStore.instance().store(name="evaluate_schema", node=EvalConfig)
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+def conf_dir() -> Path:
+    """The Hydra config folder. In a checkout (or an editable install) it is the
+    repository's top-level conf/, so edits there take effect at once; an installed wheel
+    carries a copy as townlet_agents/conf (pyproject.toml maps one onto the other)."""
+    package = Path(__file__).resolve().parent
+    root = package.parent
+    if (root / "pyproject.toml").is_file() and (root / "conf" / "config.yaml").is_file():
+        return root / "conf"
+    return package / "conf"
+
+
+CONF_DIR = conf_dir()
 
 
 def reward_scale(agent: AgentConfig) -> float:

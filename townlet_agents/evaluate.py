@@ -23,7 +23,7 @@ from .acting import Actor
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli_errors import user_error
 from .config import (
-    ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
+    CONF_DIR, ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
 )
 from .episodes import random_policy, run_episodes
 from .factories import layout_record, make_network
@@ -118,7 +118,7 @@ def _write_video(path: str, frames: list) -> None:
         raise ConfigError(f"video: could not write {path!r} ({e}); use a .gif path, or install imageio-ffmpeg for .mp4") from None
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
 def main(cfg) -> None:
     try:
         result = evaluate(cfg)

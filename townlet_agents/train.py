@@ -8,18 +8,19 @@ Sweeps: `python -m townlet_agents.train -m seed=0,1 agent.lr=1e-3,3e-4`.
 from __future__ import annotations
 
 import sys
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, register_configs
+from .config import CONF_DIR, ConfigError, register_configs
 from .cli_errors import user_error
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg) -> float:
     from pathlib import Path
 
@@ -33,9 +34,20 @@ def main(cfg) -> float:
             cfg.wandb.group = Path(hc.sweep.dir).name
         job_name = f"{cfg.wandb.group}-{hc.job.num}"
     try:
-        return Trainer(cfg, run_dir, job_name).train()
+        trainer = Trainer(cfg, run_dir, job_name)
+        started = time.time()
+        result = trainer.train()
     except (ConfigError, CheckpointError) as e:
         user_error(e)
+    if cfg.train.summary_episodes > 0:
+        from .summary import summarize
+
+        print(summarize(trainer, (time.time() - started) / 60).text(), flush=True)
+    if job_name is not None and "wandb" in sys.modules:
+        # A sweep job: stop wandb's service now. Launchers that run jobs in worker processes
+        # (ray, submitit) end them without running wandb's own exit hook cleanly.
+        sys.modules["wandb"].teardown()
+    return result
 
 
 if __name__ == "__main__":

@@ -166,21 +166,22 @@ class Trainer:
             sink.close()
         return self.final_eval_survival if cfg.train.final_eval_episodes > 0 else self.final_survival
 
-    def final_evaluation(self, sink: MetricsSink | None = None) -> float:
+    def final_evaluation(self, sink: MetricsSink | None = None, towns: int | None = None) -> float:
         """Greedy episodes of the policy network (averaged weights if kept) at full
         difficulty (multiplier 1.0), one fresh town per episode on `train.final_eval_seed`,
         measured by the same loop as `townlet_agents.evaluate`; logs `eval/*` and returns the mean survival (the
         objective a sweeper maximises: unlike the training survival it is free of
         epsilon and curriculum)."""
         t = self.cfg.train
-        env = make_env(self.cfg, self.device, num_envs=t.final_eval_episodes, max_steps=t.get("final_eval_max_steps"),
+        towns = towns or t.final_eval_episodes
+        env = make_env(self.cfg, self.device, num_envs=towns, max_steps=t.get("final_eval_max_steps"),
                        layout_pool="held_out")
-        env.set_difficulty(torch.ones(t.final_eval_episodes))
+        env.set_difficulty(torch.ones(towns))
         net = self.learner.policy_network
         was_training = net.training
         net.eval()
         try:
-            survival, returns = episodes.run_episodes(env, Actor(net, t.final_eval_episodes, self.device).greedy,
+            survival, returns = episodes.run_episodes(env, Actor(net, towns, self.device).greedy,
                                              seed=t.final_eval_seed)
         finally:
             net.train(was_training)

@@ -84,7 +84,9 @@ class TownletEnv(gym.Env):
         a = self._check(action)
         self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
         obs, info = self._observe()
-        info["action_masked"] = bool(out.masked[0])
+        # numpy, not Python, values (TorchRL reads their dtype); a 0-d bool array rather than
+        # np.bool_, which SyncVectorEnv would batch into an object array
+        info["action_masked"] = np.array(out.masked[0], dtype=bool)
         return obs, float(out.reward[0]), bool(out.terminated[0]), bool(out.truncated[0]), info
 
     def render(self):
@@ -116,4 +118,4 @@ class TownletEnv(gym.Env):
         self._here = here = observation.code_here(self.params, self.state)
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)[0]
-        return obs, {"action_mask": self._mask[0].copy(), "episode_step": int(self.state.steps[0])}
+        return obs, {"action_mask": self._mask[0].copy(), "episode_step": np.int64(self.state.steps[0])}

@@ -6,6 +6,10 @@ Autoreset (see docs/environment.md):
   SAME_STEP -- a town whose episode ends is reset within the same step: the returned
       observation is the new episode's; the last one is in info["final_obs"] ([N, D],
       rows valid where info["_final_obs"]) and info["final_info"].
+  DISABLED -- nothing resets by itself: reset ended towns with
+      reset(options={"reset_mask": mask}) before the next step.
+Every info value is batched ([N, ...]) and comes with a boolean `_key` array saying which
+towns it holds a value for, as in Gymnasium's SyncVectorEnv.
 Torch mode (`torch_output=True`) returns tensors on the env's device and takes tensor
 actions there, with no host copies; numpy is the default. `validate_inputs=False` skips
 the value checks on tensor actions and multipliers (they read values on the host); only
@@ -54,8 +58,9 @@ class TownletVectorEnv(VectorEnv):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         mode = _MODES.get(autoreset_mode, autoreset_mode)
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {autoreset_mode!r}")
+        if not isinstance(mode, AutoresetMode):
+            raise ValueError(f"autoreset_mode must be an AutoresetMode or one of {sorted(_MODES)}, "
+                             f"got {autoreset_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
@@ -66,6 +71,7 @@ class TownletVectorEnv(VectorEnv):
         self.torch_output = torch_output
         self.validate_inputs = validate_inputs
         self.render_mode = render_mode
+        self.autoreset_mode = mode
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.single_observation_space = observation_space(self.params.layout)
         self.single_action_space = action_space()
@@ -142,9 +148,12 @@ class TownletVectorEnv(VectorEnv):
                                    else options["reset_mask"], device=self.device)
             if mask.shape != (self.num_envs,) or mask.dtype != torch.bool:
                 raise ValueError(f"reset_mask must be a bool array of shape ({self.num_envs},)")
+            if seed is not None:
+                raise ValueError("reset(seed=...) with a reset_mask is not supported: masked towns continue "
+                                 "their own seeds (reset all towns to reseed)")
             self.state = towns.reset_towns(self.params, self.state, mask)
             self._prev_done = self._prev_done & ~mask
-            return self._observe()
+            return self._observe(present=mask)
         # gymnasium seeds self.np_random from an int only; a per-town list needs no generator
         super().reset(seed=None if isinstance(seed, (list, tuple, np.ndarray)) else seed)
         seeds = _town_seeds(seed, self.num_envs, self.np_random)
@@ -166,9 +175,19 @@ class TownletVectorEnv(VectorEnv):
             action = actions  # trusted caller (the trainer): skip the value check's host sync
         else:
             action = check_actions(actions, self.num_envs, self.device)
+            if self.autoreset_mode == AutoresetMode.DISABLED and bool(self._prev_done.any()):
+                ended = torch.nonzero(self._prev_done).flatten().tolist()
+                raise RuntimeError(f"towns {ended} have ended their episodes; with autoreset_mode=DISABLED reset "
+                                   "them first: reset(options={'reset_mask': mask})")
         p, before = self.params, self.state
         after, out = dynamics.step(p, before, action, self._mask, self._here)
-        if self.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP:
+        if self.autoreset_mode == AutoresetMode.DISABLED:
+            self.state = after
+            reward, terminated, truncated = out.reward, out.terminated, out.truncated
+            self._prev_done = terminated | truncated
+            obs, info = self._observe()
+            self._add_info(info, "action_masked", out.masked)
+        elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             # Towns whose episode ended last step start a new one instead of stepping.
             resetting = self._prev_done
             self.state = towns.reset_towns(p, after, resetting)
@@ -177,19 +196,20 @@ class TownletVectorEnv(VectorEnv):
             terminated, truncated = out.terminated & keep, out.truncated & keep
             self._prev_done = terminated | truncated
             obs, info = self._observe()
-            info["action_masked"] = self._out(out.masked & keep)
+            # a town reset in this step took no action (SyncVectorEnv has no value for it)
+            self._add_info(info, "action_masked", out.masked & keep, present=keep)
         else:
             done = out.terminated | out.truncated
             self.state = after
-            final_obs, final_info = self._observe()
+            final_obs, final_info = self._observe(present=done)
+            self._add_info(final_info, "action_masked", out.masked, present=done)
             self.state = towns.reset_towns(p, after, done)
             reward, terminated, truncated = out.reward, out.terminated, out.truncated
             obs, info = self._observe()
-            info["action_masked"] = self._out(out.masked)
-            info["final_obs"] = final_obs
-            info["_final_obs"] = self._out(done)
-            info["final_info"] = final_info
-            info["_final_info"] = self._out(done)
+            # an ended town's step is reported in final_info; its new episode took no action yet
+            self._add_info(info, "action_masked", out.masked, present=~done)
+            info["final_obs"], info["_final_obs"] = final_obs, self._out(done)
+            info["final_info"], info["_final_info"] = final_info, self._out(done.clone())
         return obs, self._out(reward), self._out(terminated), self._out(truncated), info
 
     def render(self):
@@ -202,18 +222,62 @@ class TownletVectorEnv(VectorEnv):
             return render_rgb(self.params, self.state, 0)
         return None
 
+    # --- sub-environment access, as SyncVectorEnv offers it -------------------------------
+    # The towns have no environment objects of their own: they are rows of one batch. So
+    # these act on this env once, and shape the answer like SyncVectorEnv's, one entry per
+    # town: a result with one row per town is split into its rows, anything else repeated.
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        """Call method `name` (or read attribute `name`); one result per town."""
+        value = self._attribute(name)
+        if callable(value):
+            value = value(*args, **kwargs)
+        if (isinstance(value, np.ndarray) or torch.is_tensor(value)) and value.ndim and len(value) == self.num_envs:
+            return tuple(value)
+        return (value,) * self.num_envs
+
+    def get_attr(self, name: str) -> tuple[Any, ...]:
+        """Attribute `name`, once per town."""
+        return self.call(name)
+
+    def set_attr(self, name: str, values: Any) -> None:
+        """Set attribute `name`. The towns share it, so a list or tuple (one value per town,
+        as SyncVectorEnv takes) must hold the same value for every town."""
+        self._attribute(name)
+        if isinstance(values, (list, tuple)):
+            if len(values) != self.num_envs:
+                raise ValueError(f"set_attr({name!r}): got {len(values)} values for {self.num_envs} towns")
+            if any(v is not values[0] and v != values[0] for v in values[1:]):
+                raise ValueError(f"set_attr({name!r}): the towns share one value (they are one batch); "
+                                 "per-town difficulty goes through set_difficulty()")
+            values = values[0]
+        setattr(self, name, values)
+
+    def _attribute(self, name: str):
+        if name.startswith("_") or not hasattr(self, name):
+            raise AttributeError(f"TownletVectorEnv has no public attribute {name!r}")
+        return getattr(self, name)
+
     # --- internals -----------------------------------------------------------------------
 
     def _require_reset(self):
         if self.state is None:
             raise RuntimeError("call reset() before step(), action_masks() or render()")
 
-    def _observe(self) -> tuple[Any, dict]:
+    def _observe(self, present: torch.Tensor | None = None) -> tuple[Any, dict]:
         self._here = here = observation.code_here(self.params, self.state)
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)
-        info = {"action_mask": self._out(self._mask.clone()), "episode_step": self._out(self.state.steps.clone())}
+        info: dict = {}
+        self._add_info(info, "action_mask", self._mask.clone(), present)
+        self._add_info(info, "episode_step", self.state.steps.clone(), present)
         return self._out(obs), info
+
+    def _add_info(self, info: dict, key: str, value: torch.Tensor, present: torch.Tensor | None = None) -> None:
+        """info[key] and its `_key` mask (which towns hold a value), as SyncVectorEnv adds them."""
+        info[key] = self._out(value)
+        info[f"_{key}"] = self._out(present.clone() if present is not None
+                                    else torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
     def _out(self, x: torch.Tensor):
         return x if self.torch_output else x.cpu().numpy()

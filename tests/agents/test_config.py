@@ -52,10 +52,23 @@ def test_random_layout_is_pomdp_with_a_layout_per_episode():
 
 def test_defaults_without_experiment_are_the_schema_defaults():
     cfg = compose_config()
-    assert cfg.env.level == "L2_partial_observability"
+    assert cfg.env.level == "L0_5_dual_resource"  # the README's main command: a short run
     assert cfg.agent.network == NetworkKind.recurrent
     assert cfg.env.num_envs == 128
     assert cfg.wandb.mode.value == "offline"
+    # the tuned learning settings live in the base config, not in each experiment
+    a = cfg.agent
+    assert (a.gamma, a.n_step, a.replay_ratio, a.target_update_every, a.average_decay) == (0.995, 10, 4.0, 100, 0.999)
+    assert cfg.curriculum.enabled is False
+
+
+@pytest.mark.parametrize("experiment", ["minimal", "full_obs", "pomdp", "pomdp_random_layout", "temporal"])
+def test_every_experiment_names_its_level_and_budget(experiment):
+    """The base config's level and budget are the default run's; an experiment that relied
+    on them would change whenever the default run does."""
+    base, cfg = compose_config(), compose_config(f"+experiment={experiment}")
+    assert cfg.env.level != base.env.level
+    assert cfg.train.total_env_steps != base.train.total_env_steps
 
 
 def test_command_line_values_override_the_experiment():
@@ -133,6 +146,7 @@ def test_wrong_type_fails_at_composition_naming_the_key(override, key):
     ("curriculum.advance_survival=0.2", "curriculum.retreat_survival"),
     ("exploration.anneal_decay=0", "exploration.anneal_decay"),
     ("train.total_env_steps=0", "train.total_env_steps"),
+    ("train.summary_episodes=-1", "train.summary_episodes"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(override, key):
     cfg = compose_config("+experiment=pomdp", override)  # types are fine: composition passes

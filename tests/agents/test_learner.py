@@ -23,7 +23,8 @@ LAYOUT = ObsLayout.build(cells=25)
 T, F = True, False
 
 # Settings the hand computations below assume unless a test says otherwise.
-_NEUTRAL = dict(lr=1e-4, adam_eps=1e-3, gamma=0.99, n_step=5, burn_in=0, target_update_every=2500, reward_scale=1.0)
+_NEUTRAL = dict(lr=1e-4, adam_eps=1e-3, gamma=0.99, n_step=5, burn_in=0, target_update_every=2500, reward_scale=1.0,
+                average_decay=0.0)
 
 
 def _config(intrinsic_weight: float = 0.0, **agent):

@@ -410,7 +410,8 @@ NOT_WIRED_HERE = {"seed", "device", "resume", "train.total_env_steps", "train.ma
                   "wandb.project", "wandb.entity", "wandb.group", "wandb.tags",
                   # tested by their own tests below:
                   "train.final_eval_episodes", "train.final_eval_seed", "train.final_eval_max_steps",
-                  "train.compile"}
+                  "train.compile",
+                  "train.summary_episodes"}  # the closing summary: tests/agents/test_summary.py
 
 
 def _schema_keys(schema=Config, prefix="") -> set[str]:

@@ -129,7 +129,7 @@ def test_make_vec_same_step(mode):
     assert gym.make_vec("Townlet-v0", num_envs=2).metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
 
 
-@pytest.mark.parametrize("mode", [AutoresetMode.DISABLED, "Disabled", "whenever"])
+@pytest.mark.parametrize("mode", ["whenever", 3])
 def test_unsupported_autoreset_mode_rejected(mode):
     with pytest.raises(ValueError, match="autoreset_mode"):
         TownletVectorEnv(2, autoreset_mode=mode)
