@@ -224,7 +224,11 @@ class Config:
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     resume: Optional[str] = None
-    """Checkpoint path to continue a run from."""
+    """Checkpoint path to continue a run from, or `auto`: the newest checkpoint of this run
+    folder that loads (a new run when there is none), for requeued jobs."""
+    allow_world_change: bool = False
+    """Resume from a checkpoint trained on a different world (pack numbers) on purpose, for
+    fine-tuning; without it such a resume is refused, naming what differs."""
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
@@ -398,6 +402,9 @@ class EvalConfig:
     """Write town 0's episode as a GIF (or .mp4 with imageio-ffmpeg) to this path."""
     torch_threads: int = 1
     """torch.set_num_threads."""
+    allow_world_change: bool = False
+    """Evaluate on a world whose pack numbers differ from the checkpoint's on purpose;
+    without it that is refused, naming what differs."""
     env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
 
 

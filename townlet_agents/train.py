@@ -12,9 +12,13 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from townlet_env import PackError
+
 from .checkpoint import CheckpointError
 from .config import ConfigError, register_configs
 from .cli_errors import user_error
+from .run_errors import RunError
+from .stopping import GracefulStop, StoppedBySignal
 
 register_configs()
 
@@ -33,9 +37,13 @@ def main(cfg) -> float:
             cfg.wandb.group = Path(hc.sweep.dir).name
         job_name = f"{cfg.wandb.group}-{hc.job.num}"
     try:
-        return Trainer(cfg, run_dir, job_name).train()
-    except (ConfigError, CheckpointError) as e:
+        with GracefulStop() as stop:
+            return Trainer(cfg, run_dir, job_name).train(stop)
+    except (ConfigError, CheckpointError, PackError, RunError) as e:
         user_error(e)
+    except StoppedBySignal as e:  # a clean stop: checkpoint written, metrics flushed
+        print(e, file=sys.stderr)
+        raise SystemExit(e.exit_status) from None
 
 
 if __name__ == "__main__":
