@@ -39,7 +39,8 @@ def world_summary(pack, layout: dict) -> dict[str, Any]:
                 _flatten(out, aff.name, {k: v for k, v in dataclasses.asdict(aff).items() if k != "name"})
         else:
             _flatten(out, f.name, value)
-    _flatten(out, "observation", layout)
+    parts = {part[0]: dict(zip(("start", "shape", "categories"), part[1:])) for part in layout.get("parts", [])}
+    _flatten(out, "observation", {**{k: v for k, v in layout.items() if k != "parts"}, **parts})
     return out
 
 
