@@ -122,12 +122,15 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
     except BaseException as err:
+        # The reason first: a full disk has space again once the temporary file is gone.
+        disk = isinstance(err, OSError) or _is_disk_error(err)
+        reason = _os_reason(err, path.parent) if disk else ""
         try:
             os.unlink(tmp_name)
         except OSError:
             pass
-        if isinstance(err, OSError) or _is_disk_error(err):
-            raise CheckpointError(f"{path}: cannot write checkpoint: {_os_reason(err, path.parent)} "
+        if disk:
+            raise CheckpointError(f"{path}: cannot write checkpoint: {reason} "
                                   "(the previous checkpoint is unchanged)") from None
         raise
     _fsync_directory(path.parent)
