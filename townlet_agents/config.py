@@ -238,6 +238,13 @@ class Config:
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
+#: Upper bounds that types cannot express: room for `seed + env steps` in 64 bits, the
+#: world packs' own limit on layout seeds, and a thread count no machine needs.
+MAX_SEED = 2**62
+MAX_LAYOUT_SEED = 2**31 - 1
+MAX_THREADS = 1024
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range or unusable; the message names the key."""
 
@@ -255,6 +262,9 @@ def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
     schema = schema or Config
     hints = get_type_hints(schema)
     known = sorted(f.name for f in fields(schema))
+    for name in known:  # `~key` deletes a key, even one with no default to fall back on
+        if name not in cfg:
+            raise ConfigError(f"{prefix}{name}: missing (removed with ~{prefix}{name}?); set a value instead")
     for key in cfg.keys():
         if key not in hints:
             raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {', '.join(known)})")
@@ -335,7 +345,12 @@ def check_config(cfg) -> None:
            f"must be null or >= 1, got {t.final_eval_max_steps}")
     check_level(str(cfg.env.level))
     if cfg.env.layout_seed is not None:
-        _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
+        _check(0 <= cfg.env.layout_seed <= MAX_LAYOUT_SEED, "env.layout_seed",
+               f"must be in [0, {MAX_LAYOUT_SEED}], got {cfg.env.layout_seed}")
+    # Found by fuzzing the command line (tests/agents/test_cli_fuzz.py): seeds past 64 bits
+    # overflow torch's generator; a negative one is refused by Gymnasium only at reset.
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", f"must be in [0, 2**62], got {cfg.seed}")
+    _check(t.torch_threads <= MAX_THREADS, "train.torch_threads", f"must be <= {MAX_THREADS}, got {t.torch_threads}")
     resolve_device(cfg.device)
 
 
