@@ -126,7 +126,7 @@ def test_the_harness_reaches_the_env_with_no_overrides_and_refuses_a_bad_key(no_
 
 
 @pytest.mark.parametrize("argv", [
-    ["seed=-1"], ["seed=1180591620717411303424"], ["train.torch_threads=100000000"], ["~seed"], ["~agent.lr"],
+    ["seed=-1"], ["seed=1180591620717411303424"], ["train.torch_threads=100000000"], ["~seed"],
     ["env.layout_seed=1180591620717411303424"],
 ])
 def test_found_by_fuzzing(no_env, tmp_path, argv):
