@@ -36,13 +36,15 @@ def main(cfg) -> float:
         if cfg.wandb.group is None:  # group a sweep's runs together in wandb
             cfg.wandb.group = Path(hc.sweep.dir).name
         job_name = f"{cfg.wandb.group}-{hc.job.num}"
+    stop = GracefulStop()
     try:
-        with GracefulStop() as stop:
+        with stop:
             return Trainer(cfg, run_dir, job_name).train(stop)
     except (ConfigError, CheckpointError, PackError, RunError) as e:
         user_error(e)
     except StoppedBySignal as e:  # a clean stop: checkpoint written, metrics flushed
         print(e, file=sys.stderr)
+        stop.hand_over()  # a scheduler's own handler (submitit: requeue, exit) runs now
         raise SystemExit(e.exit_status) from None
 
 

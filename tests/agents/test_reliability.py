@@ -561,3 +561,25 @@ def test_dropped_gpu_events_are_reported_in_the_metrics(tmp_path):
     assert [(s, k) for s, k, _ in sink.events] == [(7, "curriculum_stage_change"),
                                                    (0, "curriculum_stage_changes_dropped")]
     assert sink.events[1][2] == {"count": 3}
+
+
+def test_a_schedulers_own_signal_stops_cleanly_then_reaches_its_handler(monkeypatch):
+    """submitit installs a SIGUSR2 handler that requeues the job and exits; under
+    GracefulStop that signal first stops the run cleanly, then hand_over() calls it."""
+    called = []
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: called.append(signum))
+    try:
+        with GracefulStop() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.requested == "SIGUSR2" and called == []  # not yet: the checkpoint comes first
+        assert signal.getsignal(signal.SIGUSR2) is not stop._handle
+        stop.hand_over()
+        assert called == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    with GracefulStop() as plain:  # no scheduler handler: SIGUSR2 is left alone
+        assert signal.SIGUSR2 not in plain._previous
+    plain.hand_over()  # nothing requested: nothing happens
+    term = GracefulStop()
+    term.requested = "SIGTERM"
+    term.hand_over()  # SIGTERM is ours alone: no handler is called
