@@ -124,6 +124,8 @@ class Trainer:
         elif cfg.resume and cfg.resume != AUTO:
             obs, info = self.resume(cfg.resume)
         else:
+            if cfg.resume == AUTO:
+                print(f"resume=auto: no checkpoint in {self.run_dir / 'checkpoints'}; starting a new run", flush=True)
             obs, info = env.reset(seed=cfg.seed)
             self._apply_difficulty()
         mask = info["action_mask"]
