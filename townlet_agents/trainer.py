@@ -114,20 +114,26 @@ class Trainer:
             remove_stale_temp_files(self.run_dir)
             return self._train(stop)
 
+    def _start(self):
+        """Where the run begins: `resume=auto`'s newest loadable checkpoint of the run
+        folder, `resume=PATH`, or fresh towns."""
+        resume = self.cfg.resume
+        found = find_resumable(self.run_dir, self.device) if resume == AUTO else None
+        if found is not None:
+            print(f"resume=auto: continuing from {found[0]}", flush=True)
+            return self.resume(str(found[0]), found[1])
+        if resume and resume != AUTO:
+            return self.resume(resume)
+        if resume == AUTO:
+            print(f"resume=auto: no checkpoint in {self.run_dir / 'checkpoints'}; starting a new run", flush=True)
+        obs, info = self.env.reset(seed=self.cfg.seed)
+        self._apply_difficulty()
+        return obs, info
+
     def _train(self, stop) -> float:
         cfg, env, n = self.cfg, self.env, self.cfg.env.num_envs
         a = cfg.agent
-        found = find_resumable(self.run_dir, self.device) if cfg.resume == AUTO else None
-        if found is not None:
-            print(f"resume=auto: continuing from {found[0]}", flush=True)
-            obs, info = self.resume(str(found[0]), found[1])
-        elif cfg.resume and cfg.resume != AUTO:
-            obs, info = self.resume(cfg.resume)
-        else:
-            if cfg.resume == AUTO:
-                print(f"resume=auto: no checkpoint in {self.run_dir / 'checkpoints'}; starting a new run", flush=True)
-            obs, info = env.reset(seed=cfg.seed)
-            self._apply_difficulty()
+        obs, info = self._start()
         mask = info["action_mask"]
         self.replay.begin(obs, mask, self.actor.state if self.recurrent else None, episode_start=self.ep_length == 0)
         sink = MetricsSink(self.run_dir, cfg, cfg.train.total_env_steps, self.global_step, self.job_name)
