@@ -30,5 +30,6 @@ def test_a_broken_pack_through_the_cli_is_one_line(tmp_path, monkeypatch, name):
     lines = stderr.strip().splitlines()
     assert outcome == 2 and len(lines) == 1, stderr
     key, problem = EXPECTED[name]["key"], EXPECTED[name]["problem"]
-    assert lines[0].startswith(f"error: {CORPUS}") and key in lines[0] and problem in lines[0], stderr
+    assert lines[0].startswith("error: ") and f"{CORPUS}/" in lines[0], stderr  # the file at fault
+    assert key in lines[0] and problem in lines[0], stderr
     assert not (tmp_path / "checkpoints").exists()
