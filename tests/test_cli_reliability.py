@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from test_cli import REPO, TINY, assert_ok, assert_user_error, metrics, train
+from test_cli import run as run_module
 
 LONG = [*TINY, "train.total_env_steps=100000000"]
 
@@ -153,3 +154,61 @@ def test_a_full_disk_stops_the_run_naming_the_file_and_keeps_the_previous_checkp
     assert step_of(run / "checkpoints" / "latest.pt") == 1000
     for line in (run / "metrics.jsonl").read_text().splitlines():
         json.loads(line)  # every row whole
+
+
+# ------------------------------------------- custom packs on the command line (env.level=PATH)
+
+def _pack_paths_on_the_cli() -> bool:
+    from typing import get_type_hints
+
+    from townlet_agents.config import EnvConfig
+
+    return get_type_hints(EnvConfig)["level"] is str
+
+
+needs_pack_paths = pytest.mark.skipif(not _pack_paths_on_the_cli(),
+                                      reason="env.level=PATH needs the level to be a string in the config schema")
+CORPUS = REPO / "tests" / "data" / "broken_packs"
+
+
+@needs_pack_paths
+@pytest.mark.parametrize("name, key", [("bad_toml", "line 5"), ("unknown_meter", "meters.stamina"),
+                                       ("negative_tick_price", "affordances.Bar.ticked.price"),
+                                       ("base_cycle_a", "bases form a cycle"), ("missing_base", "not found")])
+def test_a_broken_pack_file_on_the_command_line_is_one_line(tmp_path, name, key):
+    """A few of the corpus through real subprocesses (all of it runs in process in
+    tests/agents/test_cli_packs.py)."""
+    proc = train(*TINY, f"env.level={CORPUS / name}.toml", f"hydra.run.dir={tmp_path}")
+    assert_user_error(proc, f"{CORPUS}/", key)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@needs_pack_paths
+def test_a_changed_pack_is_refused_by_evaluate_and_resume_unless_allowed(tmp_path):
+    """Train on a user's pack, then change one number in it: evaluate and resume name the
+    difference and refuse; allow_world_change=true goes ahead."""
+    from townlet_env import load_pack
+    from townlet_env.pack import pack_path
+
+    pack = tmp_path / "mine.toml"
+    pack.write_text(pack_path("L0_minimal").read_text())
+    run = tmp_path / "run"
+    assert_ok(train(*TINY, f"env.level={pack}", f"hydra.run.dir={run}"))
+    latest = run / "checkpoints" / "latest.pt"
+    before = load_pack(str(pack)).depletion["energy"]
+    pack.write_text(pack.read_text() + f"\n[meters.energy]\ninitial = 1.0\ndepletion = {before * 2}\n")
+    named = f"depletion.energy: {before!r} -> {before * 2!r}"
+
+    proc = run_module("townlet_agents.evaluate", f"checkpoint={latest}", "episodes=2", f"hydra.run.dir={tmp_path}")
+    assert_user_error(proc, "trained on a different world", named, "allow_world_change=true")
+    proc = run_module("townlet_agents.evaluate", f"checkpoint={latest}", "episodes=2", "allow_world_change=true",
+                      f"hydra.run.dir={tmp_path}")
+    assert_ok(proc)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["world_changes"] == [named]
+
+    resumed = tmp_path / "resumed"
+    proc = train(*TINY, f"env.level={pack}", f"resume={latest}", "train.total_env_steps=4000",
+                 f"hydra.run.dir={resumed}")
+    assert_user_error(proc, "trained on a different world", named)
+    assert_ok(train(*TINY, f"env.level={pack}", f"resume={latest}", "train.total_env_steps=4000",
+                    "allow_world_change=true", f"hydra.run.dir={resumed}"))
