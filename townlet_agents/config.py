@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from townlet_env import PackError, load_pack
 from townlet_env.schema import LAYOUT_MODES, REWARD_MODES
@@ -272,6 +273,17 @@ def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
             check_known_keys(cfg[key], hints[key], f"{prefix}{key}.")
 
 
+def check_resolvable(cfg) -> None:
+    """Every `${...}` resolves and no value is `???` (found by fuzzing: `seed=${seed}`
+    otherwise fails at its first use, with a traceback)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{key}: {problem}") from None
+
+
 def check_level(level: str, key: str = "env.level") -> None:
     """Load the pack once so that a bad level name or a bad pack file fails before any
     training or evaluation starts, naming the pack's file and key."""
@@ -316,6 +328,7 @@ def _value(x):
 def check_config(cfg) -> None:
     """Range checks that types alone cannot express. Raises ConfigError naming the key."""
     if isinstance(cfg, DictConfig):
+        check_resolvable(cfg)
         check_known_keys(cfg)
     a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
     check_agent(a)

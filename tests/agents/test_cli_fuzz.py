@@ -51,7 +51,7 @@ value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["null", "true", "false", "''", "[]", "[1,2]", "{a: 1}", "auto", "cpu", "cuda", "cuda:7",
                      "meta", "L0_minimal", "L9", "survival", "baseline_relative", "per_episode", "recurrent",
-                     "cells", "huber", "offline", "${seed}", "${nope}", "1e39", "-0.0", "nan", "inf", "0x10",
+                     "cells", "huber", "offline", "${seed}", "${nope}", "${agent.lr}", "???", "'${env}'", "1e39", "-0.0", "nan", "inf", "0x10",
                      "'a b'", "[0.2, 0.5]", "[-1]", "/no/such/checkpoint.pt"]),
     token,
     st.text(max_size=8),
@@ -135,7 +135,7 @@ def test_the_harness_reaches_the_env_with_no_overrides_and_refuses_a_bad_key(no_
 
 @pytest.mark.parametrize("argv", [
     ["seed=-1"], ["seed=1180591620717411303424"], ["train.torch_threads=100000000"], ["~seed"],
-    ["env.layout_seed=1180591620717411303424"],
+    ["env.layout_seed=1180591620717411303424"], ["seed=${seed}"], ["agent.lr=${nope}"], ["seed=???"],
 ])
 def test_found_by_fuzzing(no_env, tmp_path, argv):
     """Examples the fuzzing above turned up (each was a traceback or a late failure),
