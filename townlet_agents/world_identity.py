@@ -7,8 +7,10 @@ about to be used and refuses a different one, naming what differs (`Job.ticks: 4
 unless the user passes `allow_world_change=true` (deliberate fine-tuning).
 
 Left out on purpose: the pack's file name (a renamed copy with the same numbers is the
-same world) and the three choices the env constructor and the CLIs override on their own
-keys, which are not the world's dynamics: `reward_mode`, `layout_mode`, `layout_seed`.
+same world) and the choices the env constructor and the CLIs override on their own keys,
+which say how the world is run and measured, not how it behaves: `reward_mode`,
+`layout_mode`, `layout_seed`, `layout_pool` and the step limit `max_steps` (evaluation
+runs lives past it on purpose with `env.max_steps`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from .checkpoint import CheckpointError
 
 #: WorldPack fields that are how a world is run, not what it is.
-NOT_WORLD = ("name", "reward_mode", "layout_mode", "layout_seed")
+NOT_WORLD = ("name", "reward_mode", "layout_mode", "layout_seed", "layout_pool", "max_steps")
 #: How many differences an error message lists before "and N more".
 SHOWN = 8
 

@@ -91,9 +91,10 @@ def test_world_summary_holds_every_pack_number_and_the_layout():
             assert summary[f"{aff.name}.per_tick.{meter}"] == v
     for meter, v in pack.depletion.items():
         assert summary[f"depletion.{meter}"] == v
-    assert summary["max_steps"] == pack.max_steps and summary["grid_size"] == pack.grid_size
+    assert summary["grid_size"] == pack.grid_size and summary["starting_money"] == pack.starting_money
     assert summary["observation.grid.start"] == 0
-    assert not any(k in summary for k in ("name", "reward_mode", "layout_mode", "layout_seed"))
+    assert not any(k in summary for k in ("name", "reward_mode", "layout_mode", "layout_seed", "layout_pool",
+                                          "max_steps"))
 
 
 def test_a_changed_number_changes_the_fingerprint_and_is_named():
@@ -105,8 +106,8 @@ def test_a_changed_number_changes_the_fingerprint_and_is_named():
     a, b = world_identity(env.pack, layout), world_identity(changed, layout)
     assert a["fingerprint"] != b["fingerprint"]
     assert differences(a["summary"], b["summary"]) == [f"Job.ticks: {jobs['Job'].ticks} -> {jobs['Job'].ticks + 1}"]
-    # Layout mode and seed are how a world is run, not what it is: same fingerprint.
-    assert world_identity(dataclasses.replace(env.pack, layout_seed=9, reward_mode="interoception"),
+    # Layout, reward mode and step limit are how a world is run and measured: same fingerprint.
+    assert world_identity(dataclasses.replace(env.pack, layout_seed=9, reward_mode="interoception", max_steps=5000),
                           layout)["fingerprint"] == a["fingerprint"]
 
 
