@@ -7,6 +7,7 @@ this module.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -369,7 +370,10 @@ class Trainer:
         save_checkpoint(folder / "latest.pt", payload)
         periodic = sorted(folder.glob("step_*.pt"))
         for old in periodic[: max(0, len(periodic) - self.cfg.checkpoint.keep)]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as e:  # the new checkpoints are safe; an old one merely stays
+                print(f"warning: {old}: cannot remove an old checkpoint: {e.strerror or e}", file=sys.stderr)
         return path
 
     def resume(self, path: str, payload: dict | None = None):

@@ -217,6 +217,32 @@ def test_a_failed_checkpoint_write_stops_the_run_and_keeps_the_previous_one(tmp_
     assert t.global_step == 400  # stopped at the failing checkpoint, no final checkpoint tried
 
 
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.EDQUOT])
+def test_an_unwritable_checkpoint_folder_is_named_with_its_cause(tmp_path, monkeypatch, code):
+    """Permissions, a read-only mount or a quota, as the OS reports them (root ignores
+    permissions, so the failure is injected where the temporary file is created)."""
+    path = save_checkpoint(tmp_path / "c.pt", _tiny_payload())
+    monkeypatch.setattr(ckpt.tempfile, "mkstemp", lambda *a, **k: _raise(OSError(code, os.strerror(code))))
+    with pytest.raises(CheckpointError, match=f"c.pt: cannot write checkpoint: {os.strerror(code)}"):
+        save_checkpoint(path, _tiny_payload())
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"] and load_checkpoint(path)["world_identity"] is None
+
+
+def test_an_old_checkpoint_that_cannot_be_pruned_only_warns(tmp_path, monkeypatch, capsys):
+    t = trainer(tmp_path, "checkpoint.keep=1")
+    real = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.startswith("step_"):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    t.train()
+    assert t.global_step == 600
+    assert "cannot remove an old checkpoint: Permission denied" in capsys.readouterr().err
+
+
 def test_torch_zip_write_failure_on_a_full_disk_is_named(tmp_path, monkeypatch):
     """torch.save loses the errno ("unexpected pos"); a folder with no space says why."""
     def zip_error(obj, f, *a, **k):
