@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from test_cli import REPO, TINY, assert_ok, assert_user_error, metrics, train
 from test_cli import run as run_module
 

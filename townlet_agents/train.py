@@ -15,8 +15,8 @@ from hydra.core.hydra_config import HydraConfig
 from townlet_env import PackError
 
 from .checkpoint import CheckpointError
-from .config import ConfigError, register_configs
 from .cli_errors import user_error
+from .config import ConfigError, register_configs
 from .run_errors import RunError
 from .stopping import GracefulStop, StoppedBySignal
 

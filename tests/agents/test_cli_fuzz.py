@@ -15,15 +15,13 @@ import sys
 from dataclasses import fields, is_dataclass
 from typing import get_type_hints
 
+import hydra._internal.utils as hydra_utils
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hydra._internal.utils as hydra_utils
-
 import townlet_agents.trainer as trainer_mod
 from townlet_agents.config import Config
-
 
 #: Examples per property; TOWNLET_FUZZ_EXAMPLES=2000 for a deep run (about 0.4 s each).
 EXAMPLES = int(os.environ.get("TOWNLET_FUZZ_EXAMPLES", "40"))

@@ -11,9 +11,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from test_cli_fuzz import run_cli
 
 import townlet_env.pack as pack_mod
-from test_cli_fuzz import run_cli
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "broken_packs"
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
