@@ -22,6 +22,7 @@ class DivergenceGuard:
         # [bad loss, bad grad norm, bad parameter, env step, update] of the first failure
         self.first = torch.zeros(5, dtype=torch.float64, device=device)
         self._zero = torch.zeros((), dtype=torch.bool, device=device)
+        self._where = torch.zeros(2, dtype=torch.float64, device=device)
 
     def observe(self, metrics: dict, parameters, global_step: int, update: int) -> None:
         """Fold one update's loss, gradient norm and parameters into the flag."""
@@ -29,8 +30,10 @@ class DivergenceGuard:
         bad_grad = ~torch.isfinite(metrics["grad_norm"]) if "grad_norm" in metrics else self._zero
         bad_param = torch.stack([~torch.isfinite(p).all() for p in parameters]).any()
         now = torch.stack([bad_loss, bad_grad, bad_param]).to(torch.float64)
-        row = torch.cat([now, torch.tensor([float(global_step), float(update)], dtype=torch.float64,
-                                           device=self.first.device)])
+        # Written as fills (a scalar kernel argument), not torch.tensor(list, device=...):
+        # a copy from host memory would wait for the device on every update.
+        self._where[0], self._where[1] = float(global_step), float(update)
+        row = torch.cat([now, self._where])
         fresh = (self.first[:3].sum() == 0) & (now.sum() > 0)  # keep the first failure only
         self.first = torch.where(fresh, row, self.first)
         if self.check_every_update:
