@@ -69,7 +69,7 @@ def test_train_writes_checkpoints_metrics_and_an_offline_wandb_run(trained):
     assert all("charts/SPS" in r for r in metrics(trained))
     assert list((trained / "wandb").glob("offline-run-*"))
     saved = torch.load(trained / "checkpoints" / "latest.pt", weights_only=True)
-    assert saved["version"] == 2 and saved["counters"]["global_step"] == 3000
+    assert saved["version"] == 3 and saved["counters"]["global_step"] == 3000
 
 
 def test_resume_continues_from_the_checkpoint_then_evaluates(trained, tmp_path):

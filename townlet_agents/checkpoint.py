@@ -4,9 +4,9 @@ A checkpoint is one ``torch.save`` file holding a dict of plain data (tensors, n
 strings, None, lists, tuples, dicts), so it loads with ``torch.load(weights_only=True)``,
 which never imports or calls anything named in the file.
 
-Format version 2 (``CURRENT_VERSION``), top-level keys:
+Format version 3 (``CURRENT_VERSION``), top-level keys:
 
-    version      int, 2
+    version      int, 3
     online       online Q-network state_dict
     target       target Q-network state_dict
     optimizer    optimiser state_dict
@@ -16,12 +16,16 @@ Format version 2 (``CURRENT_VERSION``), top-level keys:
     curriculum   ``Curriculum.state_dict()``
     layout       the observation layout as plain data
     config       the resolved run config as a plain dict
+    world_identity  the world trained on: ``fingerprint`` (SHA-256), ``pack`` (its name)
+                 and ``summary`` (every world number by dotted key, the observation
+                 layout); see world_identity.py. None in files migrated from version 2,
+                 which predate it (evaluate and resume then warn that they cannot check)
     replay       (optional) the replay buffer's state
     averaged     (optional) the averaged online weights (``agent.average_decay`` > 0);
                  ``evaluate`` acts with them when present
 
-Version 1 (legacy) had the same content with no ``version`` key and the online network
-under ``network``. Older files are upgraded on load by ``MIGRATIONS``, a chain of small
+Version 2 had no ``world_identity``. Version 1 (legacy) had version 2's content with no
+``version`` key and the online network under ``network``. Older files are upgraded on load by ``MIGRATIONS``, a chain of small
 functions each taking version ``v`` to ``v + 1``; files from a newer Townlet, and files
 that are not Townlet checkpoints at all, are refused with a ``CheckpointError`` that names
 the file and the problem.
@@ -33,6 +37,7 @@ import collections
 import os
 import random
 import re
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -42,16 +47,21 @@ from typing import Any
 import numpy as np
 import torch
 
-CURRENT_VERSION = 2
+CURRENT_VERSION = 3
+#: Suffix of the temporary file a checkpoint is written to before its rename.
+TEMP_SUFFIX = ".tmp"
 
-#: Keys every version-2 checkpoint must have, and the ones it may have.
+#: Keys every version-3 checkpoint must have, and the ones it may have.
 REQUIRED_KEYS = frozenset(
-    {"version", "online", "target", "optimizer", "counters", "rng", "exploration", "curriculum", "layout", "config"}
+    {"version", "online", "target", "optimizer", "counters", "rng", "exploration", "curriculum", "layout", "config",
+     "world_identity"}
 )
 OPTIONAL_KEYS = frozenset({"replay", "world", "averaged"})
 
+#: Version 2: no ``world_identity``.
+V2_REQUIRED_KEYS = frozenset(REQUIRED_KEYS - {"world_identity"})
 #: Version 1: no ``version`` key, online network under ``network``.
-V1_REQUIRED_KEYS = frozenset(REQUIRED_KEYS - {"version", "online"} | {"network"})
+V1_REQUIRED_KEYS = frozenset(V2_REQUIRED_KEYS - {"version", "online"} | {"network"})
 
 
 class CheckpointError(ValueError):
@@ -67,17 +77,22 @@ def migrate_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
     return migrated
 
 
-#: ``MIGRATIONS[v]`` turns a version-``v`` payload into a version-``v + 1`` payload.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_v1_to_v2}
+def migrate_v2_to_v3(payload: dict[str, Any]) -> dict[str, Any]:
+    """v2 -> v3: the world it was trained on is unknown (``world_identity`` None)."""
+    return {**payload, "world_identity": None, "version": 3}
 
-_REQUIRED_BY_VERSION = {1: V1_REQUIRED_KEYS, 2: REQUIRED_KEYS}
+
+#: ``MIGRATIONS[v]`` turns a version-``v`` payload into a version-``v + 1`` payload.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: migrate_v1_to_v2, 2: migrate_v2_to_v3}
+
+_REQUIRED_BY_VERSION = {1: V1_REQUIRED_KEYS, 2: V2_REQUIRED_KEYS, 3: REQUIRED_KEYS}
 
 
 # ------------------------------------------------------------------------------ saving
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus ``version``) to ``path`` atomically; return the path.
 
-    The payload must have every required version-2 key (``version`` is added) and hold only
+    The payload must have every required version-3 key (``version`` is added) and hold only
     plain data; anything else raises ``CheckpointError`` before a byte is written, so a
     checkpoint that cannot be loaded back is never produced. The file is written to a
     temporary file in the same directory, flushed and fsynced, then renamed over ``path``:
@@ -95,22 +110,51 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
     for key, value in payload.items():
         _check_plain(path, value, f"[{key!r}]")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write checkpoint: {_os_reason(err)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as err:
+        # The reason first: a full disk has space again once the temporary file is gone.
+        disk = isinstance(err, OSError) or _is_disk_error(err)
+        reason = _os_reason(err, path.parent) if disk else ""
         try:
             os.unlink(tmp_name)
-        except FileNotFoundError:
+        except OSError:
             pass
+        if disk:
+            raise CheckpointError(f"{path}: cannot write checkpoint: {reason} "
+                                  "(the previous checkpoint is unchanged)") from None
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _is_disk_error(err: BaseException) -> bool:
+    """torch.save reports a failed write as a RuntimeError from its zip writer."""
+    return isinstance(err, RuntimeError) and ("file write failed" in str(err) or "unexpected pos" in str(err))
+
+
+def _os_reason(err: BaseException, folder: Path | None = None) -> str:
+    """The cause in words: the OS's (``No space left on device``), or for torch's zip
+    writer, which loses the errno, a full disk when the folder has no space left."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    if folder is not None:
+        try:
+            if shutil.disk_usage(folder).free < 1 << 20:
+                return "No space left on device"
+        except OSError:
+            pass
+    text = str(err).strip().splitlines()
+    return f"write failed ({text[0] if text else type(err).__name__})"
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -157,7 +201,7 @@ def _check_plain(path: Path, value: Any, where: str) -> None:
 
 # ----------------------------------------------------------------------------- loading
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely and return it as a current-version (2) payload.
+    """Read a checkpoint safely and return it as a current-version (3) payload.
 
     Never unpickles code (``weights_only=True``). Older versions are migrated; newer
     versions, foreign files, garbage and truncated files raise ``CheckpointError``.
@@ -291,9 +335,11 @@ __all__ = [
     "OPTIONAL_KEYS",
     "REQUIRED_KEYS",
     "V1_REQUIRED_KEYS",
+    "V2_REQUIRED_KEYS",
     "CheckpointError",
     "load_checkpoint",
     "migrate_v1_to_v2",
+    "migrate_v2_to_v3",
     "rng_state",
     "save_checkpoint",
 ]

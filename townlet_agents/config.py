@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional, get_type_hints
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from townlet_env import PackError, load_pack
 from townlet_env.schema import LAYOUT_MODES, REWARD_MODES
@@ -232,7 +233,11 @@ class Config:
     device: str = "auto"
     """auto | cpu | cuda | cuda:N."""
     resume: Optional[str] = None
-    """Checkpoint path to continue a run from."""
+    """Checkpoint path to continue a run from, or `auto`: the newest checkpoint of this run
+    folder that loads (a new run when there is none), for requeued jobs."""
+    allow_world_change: bool = False
+    """Resume from a checkpoint trained on a different world (pack numbers) on purpose, for
+    fine-tuning; without it such a resume is refused, naming what differs."""
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     exploration: ExplorationConfig = field(default_factory=ExplorationConfig)
@@ -240,6 +245,13 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+
+
+#: Upper bounds that types cannot express: room for `seed + env steps` in 64 bits, the
+#: world packs' own limit on layout seeds, and a thread count no machine needs.
+MAX_SEED = 2**62
+MAX_LAYOUT_SEED = 2**31 - 1
+MAX_THREADS = 1024
 
 
 class ConfigError(ValueError):
@@ -259,11 +271,25 @@ def check_known_keys(cfg, schema: type | None = None, prefix: str = "") -> None:
     schema = schema or Config
     hints = get_type_hints(schema)
     known = sorted(f.name for f in fields(schema))
+    for name in known:  # `~key` deletes a key, even one with no default to fall back on
+        if name not in cfg:
+            raise ConfigError(f"{prefix}{name}: missing (removed with ~{prefix}{name}?); set a value instead")
     for key in cfg.keys():
         if key not in hints:
             raise ConfigError(f"{prefix}{key}: unknown key (known keys here: {', '.join(known)})")
         if is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
             check_known_keys(cfg[key], hints[key], f"{prefix}{key}.")
+
+
+def check_resolvable(cfg) -> None:
+    """Every `${...}` resolves and no value is `???` (found by fuzzing: `seed=${seed}`
+    otherwise fails at its first use, with a traceback)."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "config"
+        problem = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{key}: {problem}") from None
 
 
 def check_level(level: str, key: str = "env.level") -> None:
@@ -310,6 +336,7 @@ def _value(x):
 def check_config(cfg) -> None:
     """Range checks that types alone cannot express. Raises ConfigError naming the key."""
     if isinstance(cfg, DictConfig):
+        check_resolvable(cfg)
         check_known_keys(cfg)
     a, t, c, cu, e = cfg.agent, cfg.train, cfg.checkpoint, cfg.curriculum, cfg.exploration
     check_agent(a)
@@ -340,7 +367,12 @@ def check_config(cfg) -> None:
     check_level(str(cfg.env.level))
     _check(t.summary_episodes >= 0, "train.summary_episodes", f"must be >= 0, got {t.summary_episodes}")
     if cfg.env.layout_seed is not None:
-        _check(cfg.env.layout_seed >= 0, "env.layout_seed", f"must be >= 0, got {cfg.env.layout_seed}")
+        _check(0 <= cfg.env.layout_seed <= MAX_LAYOUT_SEED, "env.layout_seed",
+               f"must be in [0, {MAX_LAYOUT_SEED}], got {cfg.env.layout_seed}")
+    # Found by fuzzing the command line (tests/agents/test_cli_fuzz.py): seeds past 64 bits
+    # overflow torch's generator; a negative one is refused by Gymnasium only at reset.
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", f"must be in [0, 2**62], got {cfg.seed}")
+    _check(t.torch_threads <= MAX_THREADS, "train.torch_threads", f"must be <= {MAX_THREADS}, got {t.torch_threads}")
     resolve_device(cfg.device)
 
 
@@ -407,6 +439,9 @@ class EvalConfig:
     """Write town 0's episode as a GIF (or .mp4 with imageio-ffmpeg) to this path."""
     torch_threads: int = 1
     """torch.set_num_threads."""
+    allow_world_change: bool = False
+    """Evaluate on a world whose pack numbers differ from the checkpoint's on purpose;
+    without it that is refused, naming what differs."""
     env: EvalEnvConfig = field(default_factory=EvalEnvConfig)
 
 

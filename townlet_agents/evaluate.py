@@ -27,6 +27,7 @@ from .config import (
 )
 from .episodes import random_policy, run_episodes
 from .factories import layout_record, make_network
+from .world_identity import check_world, world_identity
 
 register_eval_configs()
 
@@ -47,6 +48,7 @@ def evaluate(cfg) -> dict:
     saved: dict = {}
     payload = None
     weights = None  # which of a checkpoint's networks acts: "averaged" when it has one
+    world_changes: list[str] = []
     if policy_kind == "checkpoint":
         if not cfg.checkpoint:
             raise ConfigError("checkpoint: a checkpoint path is required (or use policy=random)")
@@ -67,6 +69,9 @@ def evaluate(cfg) -> dict:
         if payload["layout"] != layout_record(env.obs_layout):
             raise CheckpointError(f"{cfg.checkpoint}: trained on a level with a different observation "
                                   f"layout than {level!r}")
+        world_changes = check_world(cfg.checkpoint, payload["world_identity"],
+                                    world_identity(env.pack, layout_record(env.obs_layout)),
+                                    cfg.allow_world_change, "evaluation")
         train_cfg = OmegaConf.create(payload["config"])
         net = make_network(train_cfg, env.obs_layout, device)
         weights = "averaged" if "averaged" in payload else "online"
@@ -103,6 +108,7 @@ def evaluate(cfg) -> dict:
         "step_limit": int(env.pack.max_steps),
         "reached_limit": float((survival >= env.pack.max_steps).mean()),
         "mean_return": float(returns.mean()),
+        "world_changes": world_changes,
     }
 
 
@@ -122,7 +128,7 @@ def _write_video(path: str, frames: list) -> None:
 def main(cfg) -> None:
     try:
         result = evaluate(cfg)
-    except (ConfigError, CheckpointError, ValueError) as e:
+    except (ConfigError, CheckpointError, ValueError) as e:  # PackError is a ValueError
         user_error(e)
     print(f"survival over {result['episodes']} episodes on {result['level']}: mean {result['mean_survival']:.1f}, "
           f"median {result['median_survival']:.1f} (limit {result['step_limit']})")

@@ -10,12 +10,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .run_errors import MetricsWriteError
+
 
 class MetricsSink:
     def __init__(self, run_dir: Path, cfg, total_steps: int, initial_step: int = 0, job_name: str | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", buffering=1)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Unbuffered bytes: each row reaches the file whole or, on a failed write, is
+            # cut back off (`_write`), so the file never ends in a partial line.
+            self._file = open(self.path, "ab", buffering=0)
+        except OSError as e:
+            raise MetricsWriteError(f"{self.path}: cannot write metrics: {e.strerror or e}") from None
         self._wandb = _start_wandb(run_dir, cfg, job_name)
         self._bar = None
         if cfg.train.progress_bar:
@@ -28,7 +35,7 @@ class MetricsSink:
     def log(self, global_step: int, metrics: dict[str, Any]) -> None:
         row = {"global_step": int(global_step)}
         row.update({k: _plain(v) for k, v in metrics.items()})
-        self._file.write(json.dumps(row) + "\n")
+        self._write(row)
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if isinstance(v, (int, float))}, step=int(global_step))
         if self._bar is not None:
@@ -44,7 +51,23 @@ class MetricsSink:
     def event(self, global_step: int, kind: str, data: dict[str, Any]) -> None:
         """A discrete event (e.g. a curriculum stage change and its rationale)."""
         row = {"global_step": int(global_step), "event": kind, **{k: _plain(v) for k, v in data.items()}}
-        self._file.write(json.dumps(row) + "\n")
+        self._write(row)
+
+    def _write(self, row: dict[str, Any]) -> None:
+        data = (json.dumps(row) + "\n").encode()
+        fd = self._file.fileno()
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            try:
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+            raise MetricsWriteError(f"{self.path}: cannot write metrics: {e.strerror or e} "
+                                    "(rows written before are intact)") from None
 
     def close(self) -> None:
         if self._bar is not None:

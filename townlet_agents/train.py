@@ -13,9 +13,13 @@ import time
 import hydra
 from hydra.core.hydra_config import HydraConfig
 
+from townlet_env import PackError
+
 from .checkpoint import CheckpointError
-from .config import CONF_DIR, ConfigError, register_configs
 from .cli_errors import user_error
+from .config import CONF_DIR, ConfigError, register_configs
+from .run_errors import RunError
+from .stopping import GracefulStop, StoppedBySignal
 
 register_configs()
 
@@ -33,12 +37,18 @@ def main(cfg) -> float:
         if cfg.wandb.group is None:  # group a sweep's runs together in wandb
             cfg.wandb.group = Path(hc.sweep.dir).name
         job_name = f"{cfg.wandb.group}-{hc.job.num}"
+    stop = GracefulStop()
     try:
-        trainer = Trainer(cfg, run_dir, job_name)
-        started = time.time()
-        result = trainer.train()
-    except (ConfigError, CheckpointError) as e:
+        with stop:
+            trainer = Trainer(cfg, run_dir, job_name)
+            started = time.time()
+            result = trainer.train(stop)
+    except (ConfigError, CheckpointError, PackError, RunError) as e:
         user_error(e)
+    except StoppedBySignal as e:  # a clean stop: checkpoint written, metrics flushed
+        print(e, file=sys.stderr)
+        stop.hand_over()  # a scheduler's own handler (submitit: requeue, exit) runs now
+        raise SystemExit(e.exit_status) from None
     if cfg.train.summary_episodes > 0:
         from .summary import summarize
 

@@ -7,6 +7,7 @@ this module.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from townlet_env import NUM_ACTIONS
+from townlet_env.schema import SETTLES_AT_EPISODE_END
 
 from . import episodes
 from .acting import Actor, masked_entropy
@@ -23,9 +25,16 @@ from .config import check_config, resolve_device
 from .curriculum import Curriculum
 from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
 from .factories import compile_network, layout_record, make_env, make_network, seed_everything
+from .guards import DivergenceGuard
 from .learner import Learner, learner_config
 from .metrics import MetricsSink
 from .replay import SequenceReplay
+from .resume import AUTO, find_resumable, remove_stale_temp_files
+from .run_errors import DivergenceError, MetricsWriteError
+from .run_lock import RunLock
+from .stage_events import StageEventLog
+from .stopping import StoppedBySignal
+from .world_identity import check_world, world_identity
 
 __all__ = ["Trainer", "compile_network", "layout_record", "make_env", "make_network", "seed_everything"]
 
@@ -82,25 +91,50 @@ class Trainer:
         self.ep_return, self.ep_length, self.ep_entropy = z(), z(torch.long), z()
         self.totals = torch.zeros(4, device=self.device)  # episodes, lengths, returns, entropy
         self.episodes = 0
-        # Stage changes found on a GPU, read at log intervals: the latest per agent
-        # (from, to, survival, progress, entropy, episodes at stage) and how many.
+        # Stage changes found on a GPU are kept on the device and read at log intervals.
         self.events_each_step = self.device.type == "cpu"
-        self.pending_changes = torch.zeros(n, 6, device=self.device)
-        self.pending_count = z(torch.long)
+        self.stage_events = StageEventLog.for_run(n, cfg.train.log_every_env_steps, cfg.curriculum.min_episodes,
+                                                  self.device)
+        # Reliability: divergence stops the run (read each update on the CPU, else at
+        # logs and checkpoints); world_identity goes into every checkpoint.
+        self.guard = DivergenceGuard(self.device, check_every_update=self.device.type == "cpu")
+        self.world_identity = world_identity(self.env.pack, layout_record(self.layout))
+        # baseline_relative pays its whole episode's reward at the last step, truncation
+        # included: nothing is left to bootstrap, so that step is stored as terminal.
+        self.truncation_is_terminal = self.env.pack.reward_mode in SETTLES_AT_EPISODE_END
         self.last_metrics: dict[str, torch.Tensor] = {}
         self.final_survival = float("nan")
         self.final_eval_survival = float("nan")
 
     # --- the loop ---------------------------------------------------------------------------
 
-    def train(self) -> float:
+    def train(self, stop=None) -> float:
+        """Train to the budget; `stop` (a stopping.GracefulStop) ends the run cleanly after
+        the iteration in which a signal arrived, then raises StoppedBySignal."""
+        with RunLock(self.run_dir):
+            remove_stale_temp_files(self.run_dir)
+            return self._train(stop)
+
+    def _start(self):
+        """Where the run begins: `resume=auto`'s newest loadable checkpoint of the run
+        folder, `resume=PATH`, or fresh towns."""
+        resume = self.cfg.resume
+        found = find_resumable(self.run_dir, self.device) if resume == AUTO else None
+        if found is not None:
+            print(f"resume=auto: continuing from {found[0]}", flush=True)
+            return self.resume(str(found[0]), found[1])
+        if resume and resume != AUTO:
+            return self.resume(resume)
+        if resume == AUTO:
+            print(f"resume=auto: no checkpoint in {self.run_dir / 'checkpoints'}; starting a new run", flush=True)
+        obs, info = self.env.reset(seed=self.cfg.seed)
+        self._apply_difficulty()
+        return obs, info
+
+    def _train(self, stop) -> float:
         cfg, env, n = self.cfg, self.env, self.cfg.env.num_envs
         a = cfg.agent
-        if cfg.resume:
-            obs, info = self.resume(cfg.resume)
-        else:
-            obs, info = env.reset(seed=cfg.seed)
-            self._apply_difficulty()
+        obs, info = self._start()
         mask = info["action_mask"]
         self.replay.begin(obs, mask, self.actor.state if self.recurrent else None, episode_start=self.ep_length == 0)
         sink = MetricsSink(self.run_dir, cfg, cfg.train.total_env_steps, self.global_step, self.job_name)
@@ -111,6 +145,8 @@ class Trainer:
         start, sps_step, sps_time = time.time(), self.global_step, time.time()
         zeros = torch.zeros(n, device=self.device)
         finished = False
+        stopped = False  # by a signal: checkpoint and log as at the end, no final evaluation
+        unsafe = False  # diverged weights or a failing disk: write nothing more
         try:
             while self.global_step < cfg.train.total_env_steps:
                 # 1. act: one forward pass for all agents, masked epsilon-greedy.
@@ -123,7 +159,8 @@ class Trainer:
                 r_int = self.rnd.intrinsic_reward(real_next) if self.rnd else zeros
 
                 # 2. store: the step for every agent, sequences emitted at ends and when full.
-                self.replay.add(action, reward, r_int, terminated, truncated, real_next, real_mask,
+                no_bootstrap = terminated | truncated if self.truncation_is_terminal else terminated
+                self.replay.add(action, reward, r_int, no_bootstrap, truncated, real_next, real_mask,
                                 self.actor.state if self.recurrent else None, next_obs, info["action_mask"])
                 self.actor.end_episodes(done)
 
@@ -144,6 +181,7 @@ class Trainer:
 
                 # 5. log, checkpoint, wall-clock budget.
                 if self.global_step >= self.next_log:
+                    self.guard.check()
                     now = time.time()
                     self._log(sink, (self.global_step - sps_step) / max(now - sps_time, 1e-9), eps)
                     sps_step, sps_time = self.global_step, now
@@ -153,17 +191,31 @@ class Trainer:
                     self.next_checkpoint += cfg.checkpoint.every_env_steps
                 if cfg.train.max_wall_minutes and time.time() - start >= 60 * cfg.train.max_wall_minutes:
                     break
+                if stop is not None and stop.requested:
+                    stopped = True
+                    break
             finished = True
+        except (DivergenceError, MetricsWriteError, CheckpointError):
+            unsafe = True
+            raise
         finally:
             # Checkpoint before the closing row: the row consumes the since-last-log
             # accumulators, which a resumed run must still have to log what a run that
             # never stopped would.
-            self.checkpoint(final=True)
-            if finished and self.global_step > sps_step:  # a last row for the steps since the last log
-                self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
-            if finished and cfg.train.final_eval_episodes > 0:
-                self.final_eval_survival = self.final_evaluation(sink)
-            sink.close()
+            try:
+                if not unsafe:
+                    self.checkpoint(final=True)
+                    if finished and self.global_step > sps_step:  # a last row for the steps since the last log
+                        self._log(sink, (self.global_step - sps_step) / max(time.time() - sps_time, 1e-9), eps)
+                    if finished and not stopped and cfg.train.final_eval_episodes > 0:
+                        self.final_eval_survival = self.final_evaluation(sink)
+            finally:
+                sink.close()
+        if stopped:
+            raise StoppedBySignal(stop.requested, (
+                f"stopped by {stop.requested} at env step {self.global_step}: checkpoint "
+                f"{self.run_dir / 'checkpoints' / 'latest.pt'} written; continue with resume=auto "
+                f"hydra.run.dir={self.run_dir}"))
         return self.final_eval_survival if cfg.train.final_eval_episodes > 0 else self.final_survival
 
     def final_evaluation(self, sink: MetricsSink | None = None, towns: int | None = None) -> float:
@@ -198,6 +250,7 @@ class Trainer:
         if self.annealer is not None:
             self.learner.intrinsic_weight = self.annealer.weight_tensor
         metrics = self.learner.update(batch)
+        self.guard.observe(metrics, self.learner.online.parameters(), self.global_step, self.learner.updates)
         if a.prioritized:
             self.replay.update_priorities(batch["indices"], metrics["priority"])
         if self.rnd is not None:  # train the predictor on observations of valid steps only
@@ -218,14 +271,10 @@ class Trainer:
                 for event in self.curriculum.record_episodes(done, self.ep_length, entropy=entropy,
                                                              returns=self.ep_return):
                     sink.event(self.global_step, "curriculum_stage_change", event.as_dict())
-            else:  # on a GPU stay sync-free: keep each agent's latest change on the device
+            else:  # on a GPU stay sync-free: changes go into a device table read at log time
                 u = self.curriculum.record_episodes_tensor(done, self.ep_length, entropy=entropy,
                                                            returns=self.ep_return)
-                changed = u.change != 0
-                rationale = torch.stack([u.from_stage.float(), (u.from_stage + u.change).float(), u.survival_rate,
-                                         u.learning_progress, entropy, u.episodes_at_stage.float()], 1)
-                self.pending_changes = torch.where(changed[:, None], rationale, self.pending_changes)
-                self.pending_count += changed.long()
+                self.stage_events.record(self.global_step, u, entropy)
             self._apply_difficulty()
         if self.annealer is not None:
             self.annealer.observe(self.ep_length, done)
@@ -270,18 +319,14 @@ class Trainer:
         self._log_pending_changes(sink)
 
     def _log_pending_changes(self, sink: MetricsSink) -> None:
-        """Emit the stage changes buffered on the device since the last log (GPU path)."""
-        counts = self.pending_count.tolist()
-        rows = self.pending_changes.tolist()
-        for agent, count in enumerate(counts):
-            if count:
-                frm, to, rate, progress, entropy, episodes = rows[agent]
-                sink.event(self.global_step, "curriculum_stage_change", {
-                    "agent": agent, "from_stage": int(frm), "to_stage": int(to),
-                    "reason": "advance" if to > frm else "retreat", "survival_rate": rate,
-                    "learning_progress": progress, "entropy": entropy, "episodes_at_stage": int(episodes),
-                    "changes_since_last_log": count})
-        self.pending_count.zero_()
+        """Emit the stage changes kept on the device since the last log (GPU path), each at
+        the env step it happened, and a count of any the table had no room for."""
+        events, dropped = self.stage_events.drain()
+        for e in events:
+            step = e.pop("global_step")
+            sink.event(step, "curriculum_stage_change", e)
+        if dropped:
+            sink.event(self.global_step, "curriculum_stage_changes_dropped", {"count": dropped})
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -301,6 +346,7 @@ class Trainer:
             },
             "curriculum": self.curriculum.state_dict() if self.curriculum else {},
             "layout": layout_record(self.layout),
+            "world_identity": self.world_identity,
             "config": cfg,
             "world": {
                 "env": self.env.state_dict(),
@@ -314,7 +360,9 @@ class Trainer:
         return p
 
     def checkpoint(self, final: bool = False) -> Path:
-        """Flush every unfinished episode into replay, then write the checkpoint atomically."""
+        """Flush every unfinished episode into replay, then write the checkpoint atomically
+        (never from diverged weights)."""
+        self.guard.check()
         self.replay.flush(self.actor.state if self.recurrent else None)
         folder = self.run_dir / "checkpoints"
         path = folder / f"step_{self.global_step:012d}.pt"
@@ -323,17 +371,22 @@ class Trainer:
         save_checkpoint(folder / "latest.pt", payload)
         periodic = sorted(folder.glob("step_*.pt"))
         for old in periodic[: max(0, len(periodic) - self.cfg.checkpoint.keep)]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except OSError as e:  # the new checkpoints are safe; an old one merely stays
+                print(f"warning: {old}: cannot remove an old checkpoint: {e.strerror or e}", file=sys.stderr)
         return path
 
-    def resume(self, path: str):
+    def resume(self, path: str, payload: dict | None = None):
         """Continue from a checkpoint: networks, optimiser, counters, RNG, exploration,
         curriculum, the towns themselves and (when saved) the replay buffer."""
-        p = load_checkpoint(path, map_location=self.device)
+        p = payload if payload is not None else load_checkpoint(path, map_location=self.device)
         if p["layout"] != layout_record(self.layout):
             raise CheckpointError(
                 f"{path}: its observation layout does not match this run's level/encoding "
                 f"(checkpoint level: {p['config'].get('env', {}).get('level')!r}, this run: {self.cfg.env.level!r})")
+        check_world(path, p["world_identity"], self.world_identity, self.cfg.get("allow_world_change", False),
+                    "resume")
         try:
             self.learner.load_state_dict({"online": p["online"], "target": p["target"], "averaged": p.get("averaged"),
                                           "optimizer": p["optimizer"], "updates": p["counters"]["updates"]})

@@ -300,20 +300,30 @@ def pack_path(level: str) -> Path:
 def load_pack(level: str = "L3_temporal_mechanics") -> WorldPack:
     """Load and validate a level (a shipped level name or a path to a .toml pack)."""
     path = pack_path(level)
+    r = _Reader(str(path))
+    return _assemble(path.stem, _load_chain(path, ()), r)
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...]) -> dict:
+    """A file's checked tables merged over its base's, the base's over its own base's..."""
     raw = _read_toml(path)
     r = _Reader(str(path))
     own = _check_file(raw, r)
-    merged: dict = {}
-    if "base" in raw:
-        if not isinstance(raw["base"], str):
-            raise r.fail("base", "expected a file name")
-        base_path = path.parent / raw["base"]
-        if not base_path.exists():  # a user's pack may build on a shipped file by name
-            shipped = PACKS_DIR / raw["base"]
-            base_path = shipped if shipped.exists() else base_path
-        merged = _check_file(_read_toml(base_path), _Reader(str(base_path)))
-    merged = _merge(merged, own)
-    return _assemble(path.stem, merged, r)
+    if "base" not in raw:
+        return own
+    if not isinstance(raw["base"], str):
+        raise r.fail("base", "expected a file name")
+    base_path = path.parent / raw["base"]
+    if not base_path.exists():  # a user's pack may build on a shipped file by name
+        shipped = PACKS_DIR / raw["base"]
+        if not shipped.exists():
+            raise r.fail("base", f"base file {base_path} not found (nor among the shipped packs)")
+        base_path = shipped
+    chain = (*seen, path.resolve())
+    if base_path.resolve() in chain:
+        names = " -> ".join(p.name for p in (*chain, base_path.resolve()))
+        raise r.fail("base", f"bases form a cycle: {names}")
+    return _merge(_load_chain(base_path, chain), own)
 
 
 def _require(d: dict, key: str, r: _Reader, prefix: str = "") -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .params import ENERGY, HEALTH, WorldParams
+from .schema import SETTLES_AT_EPISODE_END  # noqa: F401  (the modes paid at the episode's end)
 from .state import WorldState
 
 

@@ -46,6 +46,11 @@ MONEY_EPS = 1e-6
 # --- modes a pack (or the env constructor) picks from --------------------------------------
 OBSERVABILITY = ("full", "partial")
 REWARD_MODES = ("survival", "baseline_relative", "interoception")
+#: Modes that pay an episode's whole reward on its last step, whether it ended by death
+#: or by the step limit. After that step nothing is owed, so a learner should not
+#: bootstrap past a truncation in these modes (townlet_agents stores it as terminal);
+#: the other modes pay as they go and bootstrap at truncation as usual.
+SETTLES_AT_EPISODE_END = frozenset({"baseline_relative"})
 LAYOUT_MODES = ("shared", "per_town", "per_episode")
 # Which half of the layout key space new towns draw from (rng.py): training's, the
 # held-out towns' of evaluation, or the plain key.

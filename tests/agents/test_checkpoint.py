@@ -17,6 +17,7 @@ from townlet_agents.checkpoint import (
     CheckpointError,
     load_checkpoint,
     migrate_v1_to_v2,
+    migrate_v2_to_v3,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -46,6 +47,7 @@ def _payload() -> dict:
         "curriculum": curriculum.state_dict(),
         "layout": {"cells": 25, "parts": [(p.name, p.start, p.shape) for p in layout.parts]},
         "config": {"agent": {"lr": 1e-3, "gamma": 0.99}, "env": {"num_envs": 3}, "seed": 0},
+        "world_identity": {"fingerprint": "ab" * 32, "pack": "L0_minimal", "summary": {"Job.ticks": 4}},
     }
 
 
@@ -68,8 +70,8 @@ def test_round_trip_equals_and_adds_version(tmp_path):
     payload = _payload()
     path = save_checkpoint(tmp_path / "run" / "ckpt.pt", payload)
     loaded = load_checkpoint(path)
-    assert loaded["version"] == CURRENT_VERSION == 2
-    _assert_same({**payload, "version": 2}, loaded)
+    assert loaded["version"] == CURRENT_VERSION == 3
+    _assert_same({**payload, "version": 3}, loaded)
     assert "version" not in payload  # the caller's dict is not modified
     # Optional replay is allowed and survives too.
     save_checkpoint(path, {**payload, "replay": {"obs": torch.arange(6.0).reshape(2, 3), "ptr": 1}})
@@ -96,24 +98,36 @@ def test_incomplete_or_unloadable_payload_is_refused_before_writing(tmp_path):
 
 def test_version_1_is_migrated(tmp_path):
     payload = _payload()
-    legacy = {k: v for k, v in payload.items() if k != "online"}
+    legacy = {k: v for k, v in payload.items() if k not in ("online", "world_identity")}
     legacy["network"] = payload["online"]
     path = tmp_path / "old.pt"
     torch.save(legacy, path)  # what the old trainer wrote: no version key
     loaded = load_checkpoint(path)
-    assert loaded["version"] == 2 and "network" not in loaded
-    _assert_same({**payload, "version": 2}, loaded)
+    assert loaded["version"] == 3 and "network" not in loaded
+    _assert_same({**payload, "version": 3, "world_identity": None}, loaded)
     assert MIGRATIONS[1] is migrate_v1_to_v2
+
+
+def test_version_2_is_migrated_with_an_unknown_world(tmp_path):
+    """Version 2 predates world fingerprints: the world it was trained on is unknown (None),
+    which evaluate and resume accept with a warning (tests/agents/test_reliability.py)."""
+    payload = {k: v for k, v in _payload().items() if k != "world_identity"}
+    path = tmp_path / "v2.pt"
+    torch.save({**payload, "version": 2}, path)
+    loaded = load_checkpoint(path)
+    assert loaded["version"] == 3 and loaded["world_identity"] is None
+    _assert_same({**payload, "version": 3, "world_identity": None}, loaded)
+    assert MIGRATIONS[2] is migrate_v2_to_v3
 
 
 def test_newer_version_is_refused_with_a_clear_message(tmp_path):
     path = tmp_path / "future.pt"
-    torch.save({**_payload(), "version": 3, "something_new": 1}, path)
+    torch.save({**_payload(), "version": 4, "something_new": 1}, path)
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(path)
     message = str(info.value)
     assert str(path) in message
-    assert "version 3" in message and "newer Townlet" in message and "versions 1 to 2" in message
+    assert "version 4" in message and "newer Townlet" in message and "versions 1 to 3" in message
 
 
 @pytest.mark.parametrize(
@@ -204,7 +218,7 @@ def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, mon
     monkeypatch.setattr(ckpt.torch, "save", crash_mid_write)
     changed = _payload()
     changed["counters"]["updates"] = 999
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"ckpt.pt: cannot write checkpoint: write failed \(disk full\)"):
         save_checkpoint(path, changed)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

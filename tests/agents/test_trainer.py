@@ -239,7 +239,7 @@ def test_checkpoint_restores_everything(tmp_path):
     path = tmp_path / "a" / "checkpoints" / "latest.pt"
     assert sorted(p.name for p in path.parent.glob("*.pt")) == ["latest.pt", "step_000000000600.pt"]
     payload = load_checkpoint(path)
-    assert payload["version"] == 2 and payload["counters"]["global_step"] == 600
+    assert payload["version"] == 3 and payload["counters"]["global_step"] == 600
 
     second = make_trainer(tmp_path / "b", "pomdp", *RESUME, "train.total_env_steps=1200", f"resume={path}")
     obs, info = second.resume(str(path))
@@ -411,7 +411,8 @@ NOT_WIRED_HERE = {"seed", "device", "resume", "train.total_env_steps", "train.ma
                   # tested by their own tests below:
                   "train.final_eval_episodes", "train.final_eval_seed", "train.final_eval_max_steps",
                   "train.compile",
-                  "train.summary_episodes"}  # the closing summary: tests/agents/test_summary.py
+                  "train.summary_episodes",  # the closing summary: tests/agents/test_summary.py
+                  "allow_world_change"}  # tests/agents/test_reliability.py
 
 
 def _schema_keys(schema=Config, prefix="") -> set[str]:
