@@ -44,7 +44,7 @@ class Summary:
         if plot.is_file():  # a checkout: the scripts are not part of the installed package
             shown = plot.relative_to(Path.cwd()) if plot.is_relative_to(Path.cwd()) else plot
             lines.append(f"  python {shlex.quote(str(shown))} {run}")
-        if importlib.util.find_spec("townlet_agents.watch") is not None:
+        if importlib.util.find_spec("starlette") is not None:  # the viewer's extra is installed
             lines.append(f"  python -m townlet_agents.watch run={run}")
         return "\n".join(lines)
 

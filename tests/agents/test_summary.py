@@ -40,7 +40,7 @@ def test_summary_reads_the_agent_against_random_and_oracle(tmp_path, final_eval,
     assert "scripts/plot_run.py" in text  # from a checkout the plotting script is there
 
 
-def test_summary_text_names_the_watch_command_only_when_it_exists(monkeypatch, tmp_path):
+def test_summary_text_names_the_watch_command_only_when_the_viewer_is_installed(monkeypatch, tmp_path):
     s = summary.Summary("L2_partial_observability", 1000, 1.0, 10, 12345, 500, 300.0, "averaged", 120.0, 500.0,
                         Path(tmp_path))
     monkeypatch.setattr(summary.importlib.util, "find_spec", lambda name: object())

@@ -199,7 +199,9 @@ def test_the_command_prints_its_url_and_streams_frames():
 def test_pyproject_installs_the_command_and_ships_the_page():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["scripts"]["townlet-watch"] == "townlet_agents.watch:main"
-    assert "viewer/static/*" in project["tool"]["setuptools"]["package-data"]["townlet_agents"]
+    setuptools = project["tool"]["setuptools"]
+    assert "townlet_agents.viewer" in setuptools["packages"]
+    assert "static/*" in setuptools["package-data"]["townlet_agents.viewer"]
     extras = project["project"]["optional-dependencies"]
     for dep in extras["viewer"]:
         assert dep in extras["dev"]
