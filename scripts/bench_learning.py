@@ -85,11 +85,16 @@ def existing_run(run_dir: str) -> dict:
             "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started}
 
 
-def time_to_oracle(run: dict, episodes: int, oracle_mean: float, fraction: float = 0.9) -> dict:
-    """Greedy survival of every periodic checkpoint of a run on the held-out towns, and the
-    first (env steps, wall seconds since the run started) at `fraction` of the oracle."""
-    curve, reached = [], None
+def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fraction: float = 0.9) -> dict:
+    """Greedy survival of the run's periodic checkpoints (the first in each `every` env
+    steps) on the held-out towns, and the first (env steps, wall seconds since the run
+    started) at `fraction` of the oracle."""
+    curve, reached, seen = [], None, set()
     for path in sorted(Path(run["run_dir"], "checkpoints").glob("step_*.pt")):
+        bucket = int(path.stem.split("_")[1]) // every
+        if bucket in seen:
+            continue
+        seen.add(bucket)
         mean = evaluate("checkpoint", episodes, [f"checkpoint={path}"])["mean_survival"]
         point = (int(path.stem.split("_")[1]), round(path.stat().st_mtime - run["started"]), mean)
         curve.append(point)
@@ -108,6 +113,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--long-steps", type=int, default=5000, help="also evaluate lives this long (0 = skip)")
     ap.add_argument("--checkpoint-every", type=int, default=500_000, help="env steps between checkpoints")
+    ap.add_argument("--curve-every", type=int, default=500_000,
+                    help="env steps between the checkpoints evaluated for the time to oracle")
     ap.add_argument("--runs", nargs="+", help="evaluate these run folders instead of training new ones")
     ap.add_argument("--results", default=str(ROOT / "results" / "learning.jsonl"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
@@ -147,7 +154,7 @@ def main() -> None:
                 f"{prefix}oracle_mean": oracle, f"{prefix}random_mean": baselines[prefix + "random"]["mean_survival"],
                 f"{prefix}ratio_to_oracle": round(learned["mean_survival"] / oracle, 3),
             })
-        row.update(time_to_oracle(run, args.episodes, row["oracle_mean"]))
+        row.update(time_to_oracle(run, args.episodes, row["oracle_mean"], args.curve_every))
         del row["started"]
         rows.append(row)
 
