@@ -64,6 +64,23 @@ V2_REQUIRED_KEYS = frozenset(REQUIRED_KEYS - {"world_identity"})
 V1_REQUIRED_KEYS = frozenset(V2_REQUIRED_KEYS - {"version", "online"} | {"network"})
 
 
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def resolve_checkpoint(spec: str) -> Path:
+    """A checkpoint path, or `pretrained:NAME` for one shipped inside the package
+    (townlet_agents/pretrained/NAME.pt)."""
+    if not str(spec).startswith("pretrained:"):
+        return Path(spec)
+    name = str(spec).split(":", 1)[1]
+    shipped = sorted(p.stem for p in PRETRAINED_DIR.glob("*.pt"))
+    if name not in shipped:
+        have = ", ".join(shipped) if shipped else "none ship with this Townlet"
+        raise CheckpointError(f"checkpoint: no pretrained checkpoint named {name!r} (available: {have}); "
+                              "pass checkpoint=PATH")
+    return PRETRAINED_DIR / f"{name}.pt"
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be written or read: the message names the file and the reason."""
 

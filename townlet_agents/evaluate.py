@@ -20,7 +20,7 @@ from townlet_env import OraclePolicy
 from townlet_env.schema import DEFAULT_LEVEL
 
 from .acting import Actor
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from .cli_errors import user_error
 from .config import (
     CONF_DIR, ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
@@ -52,7 +52,7 @@ def evaluate(cfg) -> dict:
     if policy_kind == "checkpoint":
         if not cfg.checkpoint:
             raise ConfigError("checkpoint: a checkpoint path is required (or use policy=random)")
-        payload = load_checkpoint(cfg.checkpoint, map_location=device)
+        payload = load_checkpoint(resolve_checkpoint(cfg.checkpoint), map_location=device)
         saved = payload["config"].get("env", {})
     level = _pick(cfg.env.level, saved.get("level"), DEFAULT_LEVEL)
     check_level(level, "env.level")

@@ -20,11 +20,11 @@ from typing import Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from .config import ConfigError, resolve_device
 from .cli_errors import user_error
 from .viewer.sim import (EnvChoice, NetworkPolicy, OracleAdapter, RandomPolicy, Simulation, WatchError,
-                         env_config, make_towns, resolve_checkpoint)
+                         env_config, make_towns)
 
 POLICIES = ("checkpoint", "oracle", "random")
 

@@ -19,8 +19,8 @@ from townlet_agents.viewer.sim import (
     WatchError,
     encode,
     make_towns,
-    resolve_checkpoint,
 )
+from townlet_agents.checkpoint import CheckpointError, resolve_checkpoint
 from townlet_env import ACTIONS, AFFORDANCES, METERS
 
 CPU = torch.device("cpu")
@@ -184,17 +184,16 @@ def test_averaged_weights_act_when_present(checkpoint):
 def test_unknown_levels_and_pretrained_names_are_one_line_errors(tmp_path):
     with pytest.raises(WatchError, match="env: unknown level 'L9'"):
         make_towns(EnvChoice("L9"), 2, CPU)
-    with pytest.raises(WatchError, match="no pretrained checkpoint named 'nope'"):
+    with pytest.raises(CheckpointError, match="no pretrained checkpoint named 'nope'"):
         resolve_checkpoint("pretrained:nope")
     assert resolve_checkpoint(str(tmp_path / "a.pt")) == tmp_path / "a.pt"
 
 
 def test_pretrained_names_resolve_to_checkpoints_shipped_in_the_package(tmp_path, monkeypatch):
-    import importlib.resources
+    import townlet_agents.checkpoint as checkpoint
 
-    (tmp_path / "pretrained").mkdir()
-    (tmp_path / "pretrained" / "pomdp.pt").write_bytes(b"")
-    monkeypatch.setattr(importlib.resources, "files", lambda package: tmp_path)
-    assert resolve_checkpoint("pretrained:pomdp") == tmp_path / "pretrained" / "pomdp.pt"
-    with pytest.raises(WatchError, match=r"available: pomdp\)"):
+    (tmp_path / "pomdp.pt").write_bytes(b"")
+    monkeypatch.setattr(checkpoint, "PRETRAINED_DIR", tmp_path)
+    assert resolve_checkpoint("pretrained:pomdp") == tmp_path / "pomdp.pt"
+    with pytest.raises(CheckpointError, match=r"available: pomdp\)"):
         resolve_checkpoint("pretrained:temporal")

@@ -259,18 +259,3 @@ class Simulation:
 def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), allow_nan=False)
 
-
-def resolve_checkpoint(spec: str) -> Path:
-    """A checkpoint path, or `pretrained:NAME` for one shipped inside the package."""
-    if not spec.startswith("pretrained:"):
-        return Path(spec)
-    from importlib import resources
-
-    name = spec.split(":", 1)[1]
-    folder = resources.files("townlet_agents") / "pretrained"
-    shipped = sorted(p.name[:-3] for p in folder.iterdir() if p.name.endswith(".pt")) if folder.is_dir() else []
-    if name not in shipped:
-        have = ", ".join(shipped) if shipped else "none ship with this Townlet"
-        raise WatchError(f"checkpoint: no pretrained checkpoint named {name!r} (available: {have}); "
-                         "pass checkpoint=PATH")
-    return Path(str(folder / f"{name}.pt"))
