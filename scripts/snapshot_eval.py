@@ -43,7 +43,8 @@ def main() -> None:
     if "averaged" not in first:
         raise SystemExit(f"{paths[0]} has no averaged weights: train with agent.average_decay > 0")
     cfg = OmegaConf.create(first["config"])
-    env = make_env(cfg, torch.device("cpu"), num_envs=args.episodes, layout_pool="held_out")
+    env = make_env(cfg, torch.device("cpu"), num_envs=args.episodes, layout_pool="held_out",
+                   max_steps=None)
     net = make_network(cfg, env.obs_layout, "cpu").eval()
     scores: dict[str, list[float]] = {"online": [], "averaged": []}
     print(f"{'env steps':>12}  {'online':>8}  {'averaged':>8}")

@@ -61,6 +61,10 @@ class EnvConfig:
     """Layout mode; null uses the pack's (shared: one town layout for the whole run)."""
     layout_seed: Optional[int] = None
     """Seed of the shared layout; null uses the pack's."""
+    max_steps: Optional[int] = None
+    """Step limit of each training life; null uses the level's. Longer lives let training
+    see the slow costs (neglected hygiene and social) that a short limit cuts off; the
+    final evaluation keeps the level's limit (`train.final_eval_max_steps`)."""
 
 
 @dataclass
@@ -365,6 +369,8 @@ def check_config(cfg) -> None:
     _check(t.final_eval_max_steps is None or t.final_eval_max_steps >= 1, "train.final_eval_max_steps",
            f"must be null or >= 1, got {t.final_eval_max_steps}")
     check_level(str(cfg.env.level))
+    _check(cfg.env.get("max_steps") is None or cfg.env.max_steps >= 1, "env.max_steps",
+           f"must be null or >= 1, got {cfg.env.get('max_steps')}")
     _check(t.summary_episodes >= 0, "train.summary_episodes", f"must be >= 0, got {t.summary_episodes}")
     if cfg.env.layout_seed is not None:
         _check(0 <= cfg.env.layout_seed <= MAX_LAYOUT_SEED, "env.layout_seed",

@@ -32,6 +32,7 @@ def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVecto
     pool) are never trained on."""
     e = cfg.env
     kwargs.setdefault("layout_pool", "train")
+    kwargs.setdefault("max_steps", e.get("max_steps"))
     return TownletVectorEnv(
         num_envs or e.num_envs, _value(e.level), device=device,
         torch_output=True, reward_mode=_value(e.reward_mode), layout_mode=_value(e.layout_mode),

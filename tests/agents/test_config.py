@@ -147,6 +147,8 @@ def test_wrong_type_fails_at_composition_naming_the_key(override, key):
     ("exploration.anneal_decay=0", "exploration.anneal_decay"),
     ("train.total_env_steps=0", "train.total_env_steps"),
     ("train.summary_episodes=-1", "train.summary_episodes"),
+    ("env.max_steps=0", "env.max_steps"),
+    ("train.final_eval_max_steps=0", "train.final_eval_max_steps"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(override, key):
     cfg = compose_config("+experiment=pomdp", override)  # types are fine: composition passes

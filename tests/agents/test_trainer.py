@@ -346,6 +346,7 @@ WIRING = {
     "env.reward_mode": ("env.reward_mode=interoception", lambda t: t.env.pack.reward_mode, "interoception"),
     "env.layout_mode": ("env.layout_mode=per_town", lambda t: t.env.pack.layout_mode, "per_town"),
     "env.layout_seed": ("env.layout_seed=4321", lambda t: t.env.pack.layout_seed, 4321),
+    "env.max_steps": ("env.max_steps=321", lambda t: (t.env.params.max_steps, t.max_steps), (321, 321)),
     "agent.network": ("agent.network=feedforward", lambda t: (type(t.learner.online).__name__, t.recurrent),
                       ("FeedForwardQNetwork", False)),
     "agent.hidden_size": ("agent.hidden_size=24", lambda t: (t.learner.online.hidden_size, t.actor.state[0].shape[-1],
@@ -583,6 +584,23 @@ def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(t
     assert seen["seed"] == 12345 and seen["num_envs"] == 5
     assert seen["multiplier"].tolist() == pytest.approx([1.0] * 5)
     assert t.learner.online.training  # back in training mode afterwards
+
+
+def test_longer_training_lives_leave_the_final_evaluation_at_the_level_limit(tmp_path, monkeypatch):
+    from townlet_agents import episodes as episodes_module
+    limits = []
+    real = episodes_module.run_episodes
+
+    def recording(env, policy, seed, video_frames=None):
+        limits.append(env.params.max_steps)
+        return real(env, policy, seed, video_frames)
+
+    monkeypatch.setattr(episodes_module, "run_episodes", recording)
+    t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=2",
+                     "env.max_steps=1500", "train.summary_episodes=0")
+    t.train()
+    assert t.env.params.max_steps == 1500 and t.max_steps == 1500
+    assert limits == [1000]  # the level's limit: results stay comparable across training limits
 
 
 def test_without_final_evaluation_train_returns_the_training_survival(tmp_path):
