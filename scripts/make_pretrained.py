@@ -1,11 +1,11 @@
 """Make a small pretrained checkpoint, shipped in the package, from a finished run.
 
-    python scripts/make_pretrained.py RUN_DIR NAME
+    python scripts/make_pretrained.py RUN_DIR NAME [--experiment EXPERIMENT]
 
 Keeps what acting needs: the run's config and observation layout, the world it was
 trained on, and one set of weights (the averaged ones when the run kept them), stored once
-and referenced as the online, target and averaged networks; no optimiser state, no
-replay. The result is an ordinary checkpoint (`checkpoint=pretrained:NAME` loads it, and
+in half precision (half the bytes; loading casts them back to the network's float32) and
+referenced as the online, target and averaged networks; no optimiser state, no replay. The result is an ordinary checkpoint (`checkpoint=pretrained:NAME` loads it, and
 so does resuming, with a fresh optimiser). It then measures the checkpoint on 100
 held-out towns and writes NAME.json beside it: the figure tests/agents/test_pretrained.py
 holds it to.
@@ -34,10 +34,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("name")
+    ap.add_argument("--experiment", help="the experiment the run trained (default: NAME)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     payload = load_checkpoint(args.run_dir / "checkpoints" / "latest.pt")
     weights = payload.get("averaged") or payload["online"]
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     if payload["world_identity"] is None:  # trained before checkpoints recorded it: this world's
         from omegaconf import OmegaConf
 
@@ -52,7 +54,7 @@ def main() -> None:
     result = evaluate(compose(f"checkpoint={out}", "episodes=100", "device=cpu", config_name="evaluate"))
     record = {key: result[key] for key in ("level", "layout_mode", "episodes", "seed", "mean_survival",
                                             "min_survival", "step_limit", "weights")}
-    record.update(run=str(args.run_dir), env_steps=payload["counters"]["global_step"], bytes=out.stat().st_size)
+    record.update(experiment=args.experiment or args.name, run=str(args.run_dir), env_steps=payload["counters"]["global_step"], bytes=out.stat().st_size)
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record))
 

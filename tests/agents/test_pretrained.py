@@ -36,3 +36,25 @@ def test_pretrained_agent_loads_and_scores_what_its_record_says(name):
 def test_unknown_pretrained_name_lists_what_ships():
     with pytest.raises(CheckpointError, match="no pretrained checkpoint named 'nope'.*available: "):
         resolve_checkpoint("pretrained:nope")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_pretrained_weights_are_half_precision_and_a_resumed_run_trains_in_float32(name, tmp_path, monkeypatch):
+    import torch
+
+    from townlet_agents.checkpoint import load_checkpoint
+    from townlet_agents.trainer import Trainer
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    path = resolve_checkpoint(f"pretrained:{name}")
+    payload = load_checkpoint(path)
+    assert all(v.dtype == torch.float16 for v in payload["averaged"].values() if v.is_floating_point())
+    steps = payload["counters"]["global_step"]
+    experiment = json.loads((PRETRAINED_DIR / f"{name}.json").read_text()).get("experiment", name)
+    t = Trainer(compose(f"+experiment={experiment}", f"resume={path}", "env.num_envs=4",
+                        f"train.total_env_steps={steps + 8}", "train.final_eval_episodes=0",
+                        "train.summary_episodes=0", "train.progress_bar=false", "wandb.mode=disabled"), tmp_path)
+    t.train()
+    for key, value in t.learner.online.state_dict().items():
+        assert value.dtype == torch.float32, key
+        assert torch.equal(value.half(), payload["averaged"][key])
