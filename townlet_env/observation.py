@@ -33,7 +33,21 @@ def observe(p: WorldParams, s: WorldState, here=None):
     Every element is written, so the buffer needs no zero fill.
     """
     ops, lay = p.ops, p.layout
-    here = code_here(p, s) if here is None else here
+    if p.shared_obs is not None:  # grid, affordance and position depend on the cell alone
+        obs = ops.lookup(p.shared_obs, s.cell)
+    else:
+        obs = _cell_parts(p, s, code_here(p, s) if here is None else here)
+    obs[:, lay["meters"].slice] = s.meters
+    t = lay["time"].start
+    obs[:, t : t + 2] = ops.lookup(p.hour_trig, s.hour)
+    obs[:, t + 2] = ops.cast(s.progress, ops.float32) * ops.lookup(p.inv_ticks, s.current)
+    return obs
+
+
+def _cell_parts(p: WorldParams, s: WorldState, here):
+    """[N, D] float32 with the grid, affordance and position parts written; the meters and
+    time parts are left for `observe` to fill."""
+    ops, lay = p.ops, p.layout
     n = s.cell.shape[0]
     obs = ops.empty((n, lay.size), ops.float32)
     if p.shared_window is not None:
@@ -48,8 +62,19 @@ def observe(p: WorldParams, s: WorldState, here=None):
         obs[:, lay["grid"].slice] = seen
         obs[:, lay["affordance"].start] = here
     obs[:, lay["position"].slice] = ops.lookup(p.position, s.cell)
-    obs[:, lay["meters"].slice] = s.meters
-    t = lay["time"].start
-    obs[:, t : t + 2] = ops.lookup(p.hour_trig, s.hour)
-    obs[:, t + 2] = ops.cast(s.progress, ops.float32) * ops.lookup(p.inv_ticks, s.current)
     return obs
+
+
+def cell_rows(p: WorldParams):
+    """[cells, D] the shared layout's observation parts for an agent on each cell (meters
+    and time zero): built once, so an observation is one row lookup plus meters and time."""
+    ops = p.ops
+    cells = p.position.shape[0]
+    cell = ops.arange(cells)
+    state = WorldState(cell=cell, meters=None, hour=None, progress=None, current=None, steps=None, grid=None,
+                       multiplier=None, town_seed=None, episode=None)
+    rows = _cell_parts(p, state, code_here(p, state))
+    lay = p.layout
+    rows[:, lay["meters"].slice] = 0.0
+    rows[:, lay["time"].slice] = 0.0
+    return rows

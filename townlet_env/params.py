@@ -102,6 +102,7 @@ class WorldParams:
     shared_here: Any          # [cells] int64 code under each cell in the shared layout
     energy_depletion: float
     idle_energy_cost: float   # cheapest per-step energy cost of an agent that never interacts
+    shared_obs: Any = None    # [cells, D] float32 observation rows of each cell in the shared layout
 
     @classmethod
     def build(cls, pack: WorldPack, ops, one_hot: bool = False) -> "WorldParams":
@@ -200,6 +201,9 @@ class WorldParams:
             grid = shared_grid(self)
             self.shared_window = grid[self.observed_cells]
             self.shared_here = self.ops.cast(grid[self.cell_to_padded], self.ops.int64)
+            from .observation import cell_rows  # observation imports this module
+
+            self.shared_obs = cell_rows(self)
 
     @property
     def tick_gain(self):
