@@ -45,6 +45,11 @@ class NumpyOps:
         torch backend always answers False, so it never reads values on the host.)"""
         return not flags.any()
 
+    def rows_where(self, flags):
+        """Indices of the set flags when computing for those rows alone pays, else None.
+        One town (the single env) never needs it: None."""
+        return None
+
     def columns(self, a, idx):
         return a[:, idx]
 
@@ -110,6 +115,11 @@ class TorchOps:
         """On the CPU reading a flag costs nothing, so skip no-op work as numpy does; on a
         GPU always answer False so the step never waits for the device."""
         return self.read_flags and not bool(flags.any())
+
+    def rows_where(self, flags):
+        """Indices of the set flags, when reading them is free (the CPU); on a GPU None, so
+        callers compute every row and select with `where`, without waiting for the device."""
+        return torch.nonzero(flags).flatten() if self.read_flags else None
 
     def columns(self, a, idx):
         return torch.index_select(a, 1, idx)
