@@ -45,18 +45,19 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     cell = s.cell + ops.lookup(p.action_cell_delta, act)
     m = s.meters - ops.lookup(p.action_cost, act)
     pressing = act == INTERACT
-    if ops.none(pressing):  # nobody interacts: only the clamp and the progress reset remain
-        m = ops.clip(m, 0.0, 1.0)
-        progress, current = s.progress * 0, xp.where(pressing, here, EMPTY)
+    current = xp.where(pressing, here, EMPTY)
+    idle = ops.none(pressing)
+    rows = None if idle else ops.rows_where(pressing)
+    if idle or rows is not None:
+        # Nobody interacts, or (CPU) only the pressing towns need the interaction: for the
+        # others it adds +0 or -0 to each meter, which changes none (no meter is ever -0).
+        m_pressing = None if idle else m[rows]
+        m, progress = ops.clip(m, 0.0, 1.0), s.progress * 0
+        if not idle:
+            m[rows], progress[rows] = _interact(p, m_pressing, pressing[rows], here[rows], s.current[rows],
+                                                s.progress[rows])
     else:
-        row, col = ops.lookup(p.interaction, here), INTERACTION  # one lookup for all four quantities
-        continuing = pressing & (s.current == here) & (s.progress > 0)
-        attempt = xp.where(continuing, s.progress + 1, 1)
-        paid = pressing & (m[:, MONEY] + MONEY_EPS >= row[:, col.tick_price])
-        completed = paid & (attempt >= row[:, col.ticks])
-        m = ops.clip(m + row[:, col.tick_gain] * paid[:, None] + row[:, col.bonus] * completed[:, None], 0.0, 1.0)
-        progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
-        current = xp.where(pressing, here, EMPTY)
+        m, progress = _interact(p, m, pressing, here, s.current, s.progress)
 
     # 2. base depletion scaled per town; 3. fitness modulation of health (unscaled).
     m = m - p.depletion[None, :] * s.multiplier[:, None]
@@ -67,14 +68,16 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     # edges of a group all read the same snapshot of their sources. Summed source by source
     # with elementwise operations (not a matrix product), so numpy and torch round alike.
     # With no meter below the threshold no group can fire, so the block may be skipped.
+    # On the CPU only the towns with a meter below the threshold are computed: for the
+    # others every pressure is 0, so every drain is +0 or -0, which changes no meter.
     thr = p.cascade_threshold
-    if not ops.none(m < thr):
-        for sources, rows in p.cascades:
-            pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
-            drain = pressure[:, 0:1] * rows[0]
-            for k in range(1, len(rows)):
-                drain = drain + pressure[:, k : k + 1] * rows[k]
-            m = m - drain
+    below = m < thr
+    if not ops.none(below):
+        rows = ops.rows_where(below.any(1))
+        if rows is None:
+            m = _cascade(p, m)
+        else:
+            m[rows] = _cascade(p, m[rows])
 
     # 5. clamp; 6. termination and truncation.
     m = ops.clip(m, 0.0, 1.0)
@@ -90,3 +93,26 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)
     return new, out
+
+
+def _interact(p: WorldParams, m, pressing, here, current, progress):
+    """An interaction tick: meters (clamped) and progress after pressing INTERACT."""
+    xp, row, col = p.ops.xp, p.ops.lookup(p.interaction, here), INTERACTION  # one lookup, four quantities
+    continuing = pressing & (current == here) & (progress > 0)
+    attempt = xp.where(continuing, progress + 1, 1)
+    paid = pressing & (m[:, MONEY] + MONEY_EPS >= row[:, col.tick_price])
+    completed = paid & (attempt >= row[:, col.ticks])
+    m = p.ops.clip(m + row[:, col.tick_gain] * paid[:, None] + row[:, col.bonus] * completed[:, None], 0.0, 1.0)
+    return m, xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, progress, 0))
+
+
+def _cascade(p: WorldParams, m):
+    """The three ordered cascade groups on meters `m`."""
+    ops, thr = p.ops, p.cascade_threshold
+    for sources, rows in p.cascades:
+        pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
+        drain = pressure[:, 0:1] * rows[0]
+        for k in range(1, len(rows)):
+            drain = drain + pressure[:, k : k + 1] * rows[k]
+        m = m - drain
+    return m
