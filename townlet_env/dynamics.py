@@ -116,3 +116,49 @@ def _cascade(p: WorldParams, m):
             drain = drain + pressure[:, k : k + 1] * rows[k]
         m = m - drain
     return m
+
+
+def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tuple[WorldState, StepOutput]:
+    """`step` for a single town on numpy tables (the single env): the same rules, with the
+    position, clock and progress as Python ints instead of one-element arrays, which cost
+    a microsecond per operation. `mask` is the town's [6] mask, `here` its cell code.
+
+    Meter arithmetic stays on float32 arrays (one-element slices for single meters) so it
+    rounds exactly as `step` does; tests/env/test_single_fast_path.py pins the equality.
+    """
+    ops, col = p.ops, INTERACTION
+    allowed = bool(mask[action])
+    act = action if allowed else WAIT
+    m = s.meters[0] - p.action_cost[act]
+    progress, current = int(s.progress[0]), int(s.current[0])
+    if act == INTERACT:
+        row = p.interaction[here]
+        continuing = current == here and progress > 0
+        attempt = progress + 1 if continuing else 1
+        paid = bool(m[MONEY : MONEY + 1] + MONEY_EPS >= row[col.tick_price : col.tick_price + 1])
+        completed = paid and bool(attempt >= row[col.ticks])
+        m = ops.clip(m + row[col.tick_gain] * paid + row[col.bonus] * completed, 0.0, 1.0)
+        progress = (0 if completed else attempt) if paid else (progress if continuing else 0)
+        current = here
+    else:
+        m = ops.clip(m, 0.0, 1.0)
+        progress, current = 0, EMPTY
+    m = m - p.depletion * s.multiplier
+    m[HEALTH : HEALTH + 1] -= p.modulation[0] - p.modulation[1] * m[FITNESS : FITNESS + 1]
+    if (m < p.cascade_threshold).any():
+        m = _cascade(p, m[None, :])[0]
+    m = ops.clip(m, 0.0, 1.0)
+    terminated = bool(m[HEALTH] <= 0.0) or bool(m[ENERGY] <= 0.0)
+    steps = int(s.steps[0]) + 1
+    truncated = steps >= p.max_steps and not terminated
+    hour = (int(s.hour[0]) + 1) % HOURS_PER_DAY if p.temporal else int(s.hour[0])
+    if progress > 0 and not p.open_at[current * HOURS_PER_DAY + hour]:
+        progress = 0
+
+    # The new [1] arrays as views of two small arrays: two allocations instead of eight.
+    ints = ops.asarray([int(s.cell[0]) + int(p.action_cell_delta[act]), hour, progress, current, steps], ops.int64)
+    flags = ops.asarray([terminated, truncated, not allowed], ops.bool)
+    new = WorldState(ints[0:1], m[None, :], ints[1:2], ints[2:3], ints[3:4], ints[4:5], s.grid, s.multiplier,
+                     s.town_seed, s.episode)
+    term, trunc = flags[0:1], flags[1:2]
+    return new, StepOutput(_reward(p, new, term, trunc), term, trunc, flags[2:3])

@@ -44,6 +44,25 @@ def observe(p: WorldParams, s: WorldState, here=None):
     return obs
 
 
+def one_town_slices(p: WorldParams) -> tuple[slice, slice, slice]:
+    """Where `observe_one` writes the meters, the hour's (sin, cos) and the progress."""
+    lay = p.layout
+    t = lay["time"].start
+    return lay["meters"].slice, slice(t, t + 2), slice(t + 2, t + 3)
+
+
+def observe_one(p: WorldParams, s: WorldState, cell: int, hour: int, slices):
+    """`observe` for the one town of a single env in a shared layout: [D] (a fresh array).
+    `slices` is `one_town_slices(p)`, computed once by the caller."""
+    ops, (meters, clock, progress) = p.ops, slices
+    obs = p.shared_obs[cell].copy()
+    obs[meters] = s.meters[0]
+    obs[clock] = p.hour_trig[hour]
+    current = int(s.current[0])
+    obs[progress] = ops.cast(s.progress, ops.float32) * p.inv_ticks[current : current + 1]
+    return obs
+
+
 def _cell_parts(p: WorldParams, s: WorldState, here):
     """[N, D] float32 with the grid, affordance and position parts written; the meters and
     time parts are left for `observe` to fill."""
