@@ -107,14 +107,30 @@ def _interact(p: WorldParams, m, pressing, here, current, progress):
 
 
 def _cascade(p: WorldParams, m):
-    """The three ordered cascade groups on meters `m`."""
-    ops, thr = p.ops, p.cascade_threshold
+    """The three ordered cascade groups on meters `m` [N, meters]."""
     for sources, rows in p.cascades:
-        pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
-        drain = pressure[:, 0:1] * rows[0]
-        for k in range(1, len(rows)):
-            drain = drain + pressure[:, k : k + 1] * rows[k]
-        m = m - drain
+        m = _cascade_group(p, m, sources, rows)
+    return m
+
+
+def _cascade_group(p: WorldParams, m, sources, rows):
+    ops, thr = p.ops, p.cascade_threshold
+    pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
+    drain = pressure[:, 0:1] * rows[0]
+    for k in range(1, len(rows)):
+        drain = drain + pressure[:, k : k + 1] * rows[k]
+    return m - drain
+
+
+def _cascade_one(p: WorldParams, m):
+    """`_cascade` for one town's meters [meters], skipping the groups whose sources are all
+    at or above the threshold (their drain is +-0, which changes no meter). The float32
+    threshold is what `m < thr` compares against in numpy."""
+    thr = float(p.ops.float32(p.cascade_threshold))
+    for sources, rows in p.cascades:
+        values = m.tolist()
+        if min(values[k] for k in sources.tolist()) < thr:
+            m = _cascade_group(p, m[None, :], sources, rows)[0]
     return m
 
 
@@ -144,10 +160,10 @@ def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tup
         m = ops.clip(m, 0.0, 1.0)
         progress, current = 0, EMPTY
     m = m - p.depletion * s.multiplier
-    m[HEALTH : HEALTH + 1] -= p.modulation[0] - p.modulation[1] * m[FITNESS : FITNESS + 1]
-    if (m < p.cascade_threshold).any():
-        m = _cascade(p, m[None, :])[0]
-    m = ops.clip(m, 0.0, 1.0)
+    # float32 scalars: numpy casts the Python constants to float32 in `step` too
+    f32 = ops.float32
+    m[HEALTH] -= f32(p.modulation[0]) - f32(p.modulation[1]) * m[FITNESS]
+    m = ops.clip(_cascade_one(p, m), 0.0, 1.0)
     terminated = bool(m[HEALTH] <= 0.0) or bool(m[ENERGY] <= 0.0)
     steps = int(s.steps[0]) + 1
     truncated = steps >= p.max_steps and not terminated

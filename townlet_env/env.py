@@ -87,7 +87,8 @@ class TownletEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a = self._check(action)
         if self._fast:
-            self.state, out = dynamics.step_one(self.params, self.state, int(a[0]), self._mask[0], int(self._here[0]))
+            self.state, out = dynamics.step_one(self.params, self.state, int(a[0]), self._mask[0],
+                                                int(self._here[0]))
         else:
             self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
         obs, info = self._observe()

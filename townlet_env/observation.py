@@ -58,8 +58,7 @@ def observe_one(p: WorldParams, s: WorldState, cell: int, hour: int, slices):
     obs = p.shared_obs[cell].copy()
     obs[meters] = s.meters[0]
     obs[clock] = p.hour_trig[hour]
-    current = int(s.current[0])
-    obs[progress] = ops.cast(s.progress, ops.float32) * p.inv_ticks[current : current + 1]
+    obs[progress] = ops.float32(s.progress[0]) * p.inv_ticks[s.current[0]]  # float32 scalars, as in observe
     return obs
 
 
