@@ -1,4 +1,4 @@
-"""The CPU shortcuts (`TorchOps.read_flags`: compute the interaction, the cascades and the
+"""The CPU shortcuts (`TorchOps.rows_where`: compute the interaction, the cascades and the
 resets for the towns involved only) give bitwise the results of the every-row branch a
 GPU runs."""
 
@@ -17,6 +17,7 @@ def test_cpu_shortcuts_match_the_every_row_branch(level, layout_mode):
     n = 24
     envs = [TownletVectorEnv(n, level, torch_output=True, layout_mode=layout_mode, max_steps=60) for _ in range(2)]
     assert envs[0].ops.read_flags
+    envs[0].ops.subset_min_rows = 0  # the shortcuts at any size
     envs[1].ops.read_flags = False
     harsh = torch.linspace(0.5, 4.0, n)  # fast depletion: cascades, deaths and resets early
     outs = []
@@ -40,3 +41,13 @@ def test_cpu_shortcuts_match_the_every_row_branch(level, layout_mode):
         meters = obs[:, envs[0].obs_layout["meters"].slice]
         counts += torch.stack([(action == INTERACT).sum(), (meters < 0.3).any(1).sum(), (term | trunc).sum()])
     assert (counts > 0).all()  # interactions, low meters (cascades) and resets all happened
+
+
+def test_rows_are_selected_only_where_it_pays():
+    env = TownletVectorEnv(4, "L2_partial_observability", torch_output=True)
+    flags = torch.tensor([True, False, True, False])
+    assert env.ops.rows_where(flags) is None  # a small batch: every row is as cheap
+    env.ops.subset_min_rows = 4
+    assert env.ops.rows_where(flags).tolist() == [0, 2]
+    env.ops.read_flags = False  # the GPU branch never reads flags
+    assert env.ops.rows_where(flags) is None
