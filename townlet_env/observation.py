@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from .params import EMPTY, WorldParams
+from typing import TYPE_CHECKING
+
+from .schema import EMPTY_CODE as EMPTY
 from .schema import HOURS_PER_DAY, INTERACT
 from .state import WorldState
+
+if TYPE_CHECKING:  # params builds its shared-layout table with this module: no import back
+    from .params import WorldParams
 
 
 def code_here(p: WorldParams, s: WorldState):

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .layout import GRID_CHANNELS, OUTSIDE_CHANNEL, ObsLayout
+from .observation import cell_rows
 from .pack import WorldPack
 from .schema import (
     AFFORDANCES, DOLLARS_PER_UNIT, EMPTY_CODE, HOURS_PER_DAY, METER, NUM_AFFORDANCES,
@@ -201,8 +202,6 @@ class WorldParams:
             grid = shared_grid(self)
             self.shared_window = grid[self.observed_cells]
             self.shared_here = self.ops.cast(grid[self.cell_to_padded], self.ops.int64)
-            from .observation import cell_rows  # observation imports this module
-
             self.shared_obs = cell_rows(self)
 
     @property
