@@ -28,7 +28,10 @@ class DivergenceGuard:
         """Fold one update's loss, gradient norm and parameters into the flag."""
         bad_loss = ~torch.isfinite(metrics["td_loss"]) if "td_loss" in metrics else self._zero
         bad_grad = ~torch.isfinite(metrics["grad_norm"]) if "grad_norm" in metrics else self._zero
-        bad_param = torch.stack([~torch.isfinite(p).all() for p in parameters]).any()
+        # One multi-tensor norm instead of an isfinite per parameter: a NaN or inf entry makes
+        # its tensor's norm non-finite. (So would an entry beyond ~1e19, whose square
+        # overflows float32: weights that large have diverged anyway.)
+        bad_param = ~torch.isfinite(torch.stack(torch._foreach_norm(list(parameters)))).all()
         now = torch.stack([bad_loss, bad_grad, bad_param]).to(torch.float64)
         # Written as fills (a scalar kernel argument), not torch.tensor(list, device=...):
         # a copy from host memory would wait for the device on every update.

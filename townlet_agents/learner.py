@@ -246,10 +246,19 @@ class Learner:
         self.target = target if target is not None else copy.deepcopy(online)
         self.target.load_state_dict(online.state_dict())  # start in sync
         self.target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(online.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        # Parameter lists built once (nn.Module.parameters() walks the module tree on every
+        # call); loading a state dict copies into these same tensors, so they stay valid.
+        self.online_parameters = list(online.parameters())
+        self._target_parameters = list(self.target.parameters())
+        # foreach: the multi-tensor Adam does the same arithmetic per element as the
+        # per-parameter loop (bitwise the same weights) in far fewer Python-level ops.
+        self.optimizer = torch.optim.Adam(self.online_parameters, lr=self.config.lr, eps=self.config.adam_eps,
+                                          foreach=True)
         self.averaged: nn.Module | None = None
+        self._averaged_parameters: list[Tensor] = []
         if self.config.average_decay > 0:
             self.averaged = copy.deepcopy(online).requires_grad_(False)
+            self._averaged_parameters = list(self.averaged.parameters())
         self.intrinsic_weight: float | Tensor = self.config.intrinsic_weight
         self.updates = 0
 
@@ -268,7 +277,7 @@ class Learner:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.online.parameters(), cfg.grad_clip)
+        grad_norm = nn.utils.clip_grad_norm_(self.online_parameters, cfg.grad_clip)
         self.optimizer.step()
         self.updates += 1
         self._update_target()
@@ -287,17 +296,14 @@ class Learner:
     def _update_target(self) -> None:
         tau = self.config.tau
         if tau > 0:
-            for p_target, p_online in zip(self.target.parameters(), self.online.parameters()):
-                p_target.lerp_(p_online, tau)
+            torch._foreach_lerp_(self._target_parameters, self.online_parameters, tau)
         elif self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.online.state_dict())
 
     @torch.no_grad()
     def _update_average(self) -> None:
         if self.averaged is not None:
-            weight = 1.0 - self.config.average_decay
-            for p_avg, p_online in zip(self.averaged.parameters(), self.online.parameters()):
-                p_avg.lerp_(p_online, weight)
+            torch._foreach_lerp_(self._averaged_parameters, self.online_parameters, 1.0 - self.config.average_decay)
 
     @property
     def policy_network(self) -> nn.Module:
@@ -322,6 +328,8 @@ class Learner:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:  # a checkpoint's saved groups carry their own flag
+            group["foreach"] = True
         self.updates = int(state["updates"])
         if self.averaged is not None:
             self.averaged.load_state_dict(state.get("averaged") or state["online"])

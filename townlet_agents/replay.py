@@ -15,7 +15,9 @@ Why sequences: the recurrent learner needs the recurrent state at each sequence'
   ring slots with a cumsum over the emit flags and a device-side ring pointer, and writes
   non-emitting agents' rows to a trash row (index `capacity`). Nothing on `add`,
   `flush` or `sample` reads a tensor value on the host (a read per step would stall a
-  GPU, and a loop per agent would make the cost grow with N).
+  GPU, and a loop per agent would make the cost grow with N). On the CPU, where a read
+  is free, `read_flags` lets emission and the overlap shift touch only the agents
+  involved; the stored result is the same.
 * `flush` emits every agent's not-yet-emitted steps, for step limits, shutdown and
   checkpoints, so agents that survive to the step limit still reach replay.
 * `sample` draws stored sequences uniformly (not episodes, which would over-weight the
@@ -97,6 +99,14 @@ class SequenceReplay:
         self.c_mid = torch.zeros_like(self.h_mid)
         self._agents = torch.arange(num_agents, device=self.device)
         self._steps = torch.arange(seq_len, device=self.device)
+        # Flat row offsets of each agent's window: one index_copy_ per field writes a step,
+        # far cheaper than indexing with two tensors.
+        self._step_rows = self._agents * seq_len
+        self._obs_rows = self._agents * (seq_len + 1)
+        # Whether emission and shifting may read which agents are involved and touch only
+        # those rows: free on the CPU, a host sync on a GPU (there every row is written,
+        # the others to the trash row). Tests switch it off to run the GPU branch on the CPU.
+        self.read_flags = self.device.type == "cpu"
 
     def _sequence_tensors(self, rows: int) -> dict[str, Tensor]:
         L, D, A, dev = self.seq_len, self.obs_dim, self.num_actions, self.device
@@ -170,14 +180,13 @@ class SequenceReplay:
         the state it carries into `next_obs` (None for a feed-forward buffer). Ended
         agents restart from a zero state whatever their `next_state`.
         """
-        s, rows, p = self.staging, self._agents, self.pos
-        s["action"][rows, p] = action
-        s["reward_ext"][rows, p] = reward_ext.to(s["reward_ext"].dtype)
-        s["reward_int"][rows, p] = reward_int.to(s["reward_int"].dtype)
-        s["terminated"][rows, p] = terminated
-        s["truncated"][rows, p] = truncated
-        s["obs"][rows, p + 1] = next_obs
-        s["action_mask"][rows, p + 1] = next_action_mask
+        s, p = self.staging, self.pos
+        step, obs = self._step_rows + p, self._obs_rows + p + 1
+        for name, value in (("action", action), ("reward_ext", reward_ext), ("reward_int", reward_int),
+                            ("terminated", terminated), ("truncated", truncated)):
+            s[name].view(-1).index_copy_(0, step, value.to(s[name].dtype))
+        s["obs"].view(-1, self.obs_dim).index_copy_(0, obs, next_obs)
+        s["action_mask"].view(-1, self.num_actions).index_copy_(0, obs, next_action_mask)
         self.pos = p + 1
 
         if self.recurrent:
@@ -211,24 +220,34 @@ class SequenceReplay:
         self.emitted_upto = torch.zeros_like(self.emitted_upto)
 
     def _emit(self, emit: Tensor) -> None:
-        """Copy staged windows of agents with `emit` into consecutive ring slots (sync-free)."""
-        flags = emit.long()
-        rank = torch.cumsum(flags, 0) - flags
-        dest = torch.where(emit, (self._ptr + rank) % self.capacity, self.capacity)
-        count = flags.sum()
-
-        valid = self._steps.unsqueeze(0) < self.pos.unsqueeze(1)
+        """Copy staged windows of agents with `emit` into consecutive ring slots, in agent
+        order (sync-free unless `read_flags`)."""
         s = self.staging
-        rows = dict(s)
+        if self.read_flags:  # only the emitting agents' rows
+            who = torch.nonzero(emit).flatten()
+            count = who.numel()
+            if count == 0:
+                return
+            dest = (self._ptr + torch.arange(count, device=self.device)) % self.capacity
+            rows = {name: value.index_select(0, who) for name, value in s.items()}
+            pos = self.pos.index_select(0, who)
+        else:  # every agent's row; those not emitting go to the trash row
+            flags = emit.long()
+            rank = torch.cumsum(flags, 0) - flags
+            dest = torch.where(emit, (self._ptr + rank) % self.capacity, self.capacity)
+            count = flags.sum()
+            rows, pos = dict(s), self.pos
+
+        valid = self._steps.unsqueeze(0) < pos.unsqueeze(1)
         rows["valid"] = valid
-        rows["terminated"] = s["terminated"] & valid
-        rows["truncated"] = s["truncated"] & valid
-        rows["action"] = torch.where(valid, s["action"], 0)
-        rows["reward_ext"] = torch.where(valid, s["reward_ext"], 0.0)
-        rows["reward_int"] = torch.where(valid, s["reward_int"], 0.0)
+        rows["terminated"] = rows["terminated"] & valid
+        rows["truncated"] = rows["truncated"] & valid
+        rows["action"] = torch.where(valid, rows["action"], 0)
+        rows["reward_ext"] = torch.where(valid, rows["reward_ext"], 0.0)
+        rows["reward_int"] = torch.where(valid, rows["reward_int"], 0.0)
         for name, value in rows.items():
             self.storage[name].index_copy_(0, dest, value)
-        self.priority.index_copy_(0, dest, self._max_priority.expand(self.num_agents))
+        self.priority.index_copy_(0, dest, self._max_priority.expand(dest.shape[0]))
 
         self._ptr = (self._ptr + count) % self.capacity
         self._total = self._total + count
@@ -236,12 +255,18 @@ class SequenceReplay:
     def _shift(self, shift: Tensor, next_state: State | None) -> None:
         """Full windows keep their last L/2 steps: they become the next window's first half."""
         H, s = self.half, self.staging
+        who = torch.nonzero(shift).flatten() if self.read_flags else None  # only the shifting rows
+        if who is not None and who.numel() == 0:
+            return
         for name, value in s.items():
             if name in ("h0", "c0", "valid", "episode_start"):  # handled below / at emission
                 continue
             keep = H + 1 if name in ("obs", "action_mask") else H
-            view = shift.view(-1, *([1] * (value.dim() - 1)))
-            value[:, :keep] = torch.where(view, value[:, H : H + keep], value[:, :keep])
+            if who is not None:
+                value[who, :keep] = value[who, H : H + keep]
+            else:
+                view = shift.view(-1, *([1] * (value.dim() - 1)))
+                value[:, :keep] = torch.where(view, value[:, H : H + keep], value[:, :keep])
         if self.recurrent:
             col = shift.unsqueeze(-1)
             s["h0"].copy_(torch.where(col, self.h_mid, s["h0"]))
@@ -255,6 +280,8 @@ class SequenceReplay:
 
     def _restart(self, ended: Tensor, reset_obs: Tensor, reset_action_mask: Tensor) -> None:
         """Agents whose episode ended start a fresh window at the reset obs, zero state."""
+        if self.read_flags and not bool(ended.any()):
+            return
         s, col = self.staging, ended.unsqueeze(-1)
         s["obs"][:, 0] = torch.where(col, reset_obs, s["obs"][:, 0])
         s["action_mask"][:, 0] = torch.where(col, reset_action_mask, s["action_mask"][:, 0])

@@ -250,7 +250,7 @@ class Trainer:
         if self.annealer is not None:
             self.learner.intrinsic_weight = self.annealer.weight_tensor
         metrics = self.learner.update(batch)
-        self.guard.observe(metrics, self.learner.online.parameters(), self.global_step, self.learner.updates)
+        self.guard.observe(metrics, self.learner.online_parameters, self.global_step, self.learner.updates)
         if a.prioritized:
             self.replay.update_priorities(batch["indices"], metrics["priority"])
         if self.rnd is not None:  # train the predictor on observations of valid steps only

@@ -45,6 +45,11 @@ class NumpyOps:
         torch backend always answers False, so it never reads values on the host.)"""
         return not flags.any()
 
+    def rows_where(self, flags):
+        """Indices of the set flags when computing for those rows alone pays, else None.
+        One town (the single env) never needs it: None."""
+        return None
+
     def columns(self, a, idx):
         return a[:, idx]
 
@@ -80,6 +85,9 @@ class TorchOps:
         # Whether `none` may read a flag back to skip no-op work: free on the CPU, a host
         # sync on a GPU. Tests switch it off to run the GPU branch on the CPU.
         self.read_flags = self.device.type == "cpu"
+        # Fewer towns than this: a step costs its number of operations, not its rows, so
+        # `rows_where` (an index plus a gather and a scatter) would only add work.
+        self.subset_min_rows = 2048
 
     def asarray(self, x, dtype):
         return torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=dtype,
@@ -110,6 +118,14 @@ class TorchOps:
         """On the CPU reading a flag costs nothing, so skip no-op work as numpy does; on a
         GPU always answer False so the step never waits for the device."""
         return self.read_flags and not bool(flags.any())
+
+    def rows_where(self, flags):
+        """Indices of the set flags, when reading them is free (the CPU) and the batch is
+        large; else None: on a GPU callers compute every row and select with `where`,
+        without waiting for the device."""
+        if self.read_flags and flags.shape[0] >= self.subset_min_rows:
+            return torch.nonzero(flags).flatten()
+        return None
 
     def columns(self, a, idx):
         return torch.index_select(a, 1, idx)

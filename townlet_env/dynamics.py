@@ -45,18 +45,19 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     cell = s.cell + ops.lookup(p.action_cell_delta, act)
     m = s.meters - ops.lookup(p.action_cost, act)
     pressing = act == INTERACT
-    if ops.none(pressing):  # nobody interacts: only the clamp and the progress reset remain
-        m = ops.clip(m, 0.0, 1.0)
-        progress, current = s.progress * 0, xp.where(pressing, here, EMPTY)
+    current = xp.where(pressing, here, EMPTY)
+    idle = ops.none(pressing)
+    rows = None if idle else ops.rows_where(pressing)
+    if idle or rows is not None:
+        # Nobody interacts, or (CPU) only the pressing towns need the interaction: for the
+        # others it adds +0 or -0 to each meter, which changes none (no meter is ever -0).
+        m_pressing = None if idle else m[rows]
+        m, progress = ops.clip(m, 0.0, 1.0), s.progress * 0
+        if not idle:
+            m[rows], progress[rows] = _interact(p, m_pressing, pressing[rows], here[rows], s.current[rows],
+                                                s.progress[rows])
     else:
-        row, col = ops.lookup(p.interaction, here), INTERACTION  # one lookup for all four quantities
-        continuing = pressing & (s.current == here) & (s.progress > 0)
-        attempt = xp.where(continuing, s.progress + 1, 1)
-        paid = pressing & (m[:, MONEY] + MONEY_EPS >= row[:, col.tick_price])
-        completed = paid & (attempt >= row[:, col.ticks])
-        m = ops.clip(m + row[:, col.tick_gain] * paid[:, None] + row[:, col.bonus] * completed[:, None], 0.0, 1.0)
-        progress = xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, s.progress, 0))
-        current = xp.where(pressing, here, EMPTY)
+        m, progress = _interact(p, m, pressing, here, s.current, s.progress)
 
     # 2. base depletion scaled per town; 3. fitness modulation of health (unscaled).
     m = m - p.depletion[None, :] * s.multiplier[:, None]
@@ -67,14 +68,16 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     # edges of a group all read the same snapshot of their sources. Summed source by source
     # with elementwise operations (not a matrix product), so numpy and torch round alike.
     # With no meter below the threshold no group can fire, so the block may be skipped.
+    # On the CPU only the towns with a meter below the threshold are computed: for the
+    # others every pressure is 0, so every drain is +0 or -0, which changes no meter.
     thr = p.cascade_threshold
-    if not ops.none(m < thr):
-        for sources, rows in p.cascades:
-            pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
-            drain = pressure[:, 0:1] * rows[0]
-            for k in range(1, len(rows)):
-                drain = drain + pressure[:, k : k + 1] * rows[k]
-            m = m - drain
+    below = m < thr
+    if not ops.none(below):
+        rows = ops.rows_where(below.any(1))
+        if rows is None:
+            m = _cascade(p, m)
+        else:
+            m[rows] = _cascade(p, m[rows])
 
     # 5. clamp; 6. termination and truncation.
     m = ops.clip(m, 0.0, 1.0)
@@ -90,3 +93,88 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)
     return new, out
+
+
+def _interact(p: WorldParams, m, pressing, here, current, progress):
+    """An interaction tick: meters (clamped) and progress after pressing INTERACT."""
+    xp, row, col = p.ops.xp, p.ops.lookup(p.interaction, here), INTERACTION  # one lookup, four quantities
+    continuing = pressing & (current == here) & (progress > 0)
+    attempt = xp.where(continuing, progress + 1, 1)
+    paid = pressing & (m[:, MONEY] + MONEY_EPS >= row[:, col.tick_price])
+    completed = paid & (attempt >= row[:, col.ticks])
+    m = p.ops.clip(m + row[:, col.tick_gain] * paid[:, None] + row[:, col.bonus] * completed[:, None], 0.0, 1.0)
+    return m, xp.where(paid, xp.where(completed, 0, attempt), xp.where(continuing, progress, 0))
+
+
+def _cascade(p: WorldParams, m):
+    """The three ordered cascade groups on meters `m` [N, meters]."""
+    for sources, rows in p.cascades:
+        m = _cascade_group(p, m, sources, rows)
+    return m
+
+
+def _cascade_group(p: WorldParams, m, sources, rows):
+    ops, thr = p.ops, p.cascade_threshold
+    pressure = ops.clip(thr - ops.columns(m, sources), 0.0, None) / thr
+    drain = pressure[:, 0:1] * rows[0]
+    for k in range(1, len(rows)):
+        drain = drain + pressure[:, k : k + 1] * rows[k]
+    return m - drain
+
+
+def _cascade_one(p: WorldParams, m):
+    """`_cascade` for one town's meters [meters], skipping the groups whose sources are all
+    at or above the threshold (their drain is +-0, which changes no meter). The float32
+    threshold is what `m < thr` compares against in numpy."""
+    thr = float(p.ops.float32(p.cascade_threshold))
+    for sources, rows in p.cascades:
+        values = m.tolist()
+        if min(values[k] for k in sources.tolist()) < thr:
+            m = _cascade_group(p, m[None, :], sources, rows)[0]
+    return m
+
+
+def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tuple[WorldState, StepOutput]:
+    """`step` for a single town on numpy tables (the single env): the same rules, with the
+    position, clock and progress as Python ints instead of one-element arrays, which cost
+    a microsecond per operation. `mask` is the town's [6] mask, `here` its cell code.
+
+    Meter arithmetic stays on float32 arrays (one-element slices for single meters) so it
+    rounds exactly as `step` does; tests/env/test_single_fast_path.py pins the equality.
+    """
+    ops, col = p.ops, INTERACTION
+    allowed = bool(mask[action])
+    act = action if allowed else WAIT
+    m = s.meters[0] - p.action_cost[act]
+    progress, current = int(s.progress[0]), int(s.current[0])
+    if act == INTERACT:
+        row = p.interaction[here]
+        continuing = current == here and progress > 0
+        attempt = progress + 1 if continuing else 1
+        paid = bool(m[MONEY : MONEY + 1] + MONEY_EPS >= row[col.tick_price : col.tick_price + 1])
+        completed = paid and bool(attempt >= row[col.ticks])
+        m = ops.clip(m + row[col.tick_gain] * paid + row[col.bonus] * completed, 0.0, 1.0)
+        progress = (0 if completed else attempt) if paid else (progress if continuing else 0)
+        current = here
+    else:
+        m = ops.clip(m, 0.0, 1.0)
+        progress, current = 0, EMPTY
+    m = m - p.depletion * s.multiplier
+    # float32 scalars: numpy casts the Python constants to float32 in `step` too
+    f32 = ops.float32
+    m[HEALTH] -= f32(p.modulation[0]) - f32(p.modulation[1]) * m[FITNESS]
+    m = ops.clip(_cascade_one(p, m), 0.0, 1.0)
+    terminated = bool(m[HEALTH] <= 0.0) or bool(m[ENERGY] <= 0.0)
+    steps = int(s.steps[0]) + 1
+    truncated = steps >= p.max_steps and not terminated
+    hour = (int(s.hour[0]) + 1) % HOURS_PER_DAY if p.temporal else int(s.hour[0])
+    if progress > 0 and not p.open_at[current * HOURS_PER_DAY + hour]:
+        progress = 0
+
+    # The new [1] arrays as views of two small arrays: two allocations instead of eight.
+    ints = ops.asarray([int(s.cell[0]) + int(p.action_cell_delta[act]), hour, progress, current, steps], ops.int64)
+    flags = ops.asarray([terminated, truncated, not allowed], ops.bool)
+    new = WorldState(ints[0:1], m[None, :], ints[1:2], ints[2:3], ints[3:4], ints[4:5], s.grid, s.multiplier,
+                     s.town_seed, s.episode)
+    term, trunc = flags[0:1], flags[1:2]
+    return new, StepOutput(_reward(p, new, term, trunc), term, trunc, flags[2:3])

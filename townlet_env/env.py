@@ -15,7 +15,7 @@ from . import dynamics, observation, towns
 from .backend import NumpyOps
 from .pack import configure_pack
 from .params import WorldParams
-from .schema import ACTIONS, NUM_ACTIONS
+from .schema import ACTIONS, HOURS_PER_DAY, INTERACT, NUM_ACTIONS
 from .spaces import action_space, observation_space
 from .validation import check_multipliers
 
@@ -49,6 +49,10 @@ class TownletEnv(gym.Env):
         self._here = None
         self._multiplier = np.ones(1, dtype=np.float32)
         self._action = np.zeros(1, dtype=np.int64)
+        # One town in a shared layout: the step and observation in Python ints (see
+        # dynamics.step_one); other layouts take the general batched code with N = 1.
+        self._fast = self.params.shared_obs is not None
+        self._slices = observation.one_town_slices(self.params) if self._fast else None
 
     @property
     def obs_layout(self):
@@ -82,7 +86,11 @@ class TownletEnv(gym.Env):
         if self.state is None:
             raise RuntimeError("call reset() before step()")
         a = self._check(action)
-        self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
+        if self._fast:
+            self.state, out = dynamics.step_one(self.params, self.state, int(a[0]), self._mask[0],
+                                                int(self._here[0]))
+        else:
+            self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
         obs, info = self._observe()
         # numpy, not Python, values (TorchRL reads their dtype); a 0-d bool array rather than
         # np.bool_, which SyncVectorEnv would batch into an object array
@@ -115,7 +123,20 @@ class TownletEnv(gym.Env):
         return self._check(int(a.reshape(-1)[0]))
 
     def _observe(self):
+        if self._fast:
+            return self._observe_one()
         self._here = here = observation.code_here(self.params, self.state)
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)[0]
         return obs, {"action_mask": self._mask[0].copy(), "episode_step": np.int64(self.state.steps[0])}
+
+    def _observe_one(self):
+        """`_observe` for a shared layout, with the town's cell, hour and code as ints."""
+        p, s = self.params, self.state
+        cell, hour = int(s.cell[0]), int(s.hour[0])
+        here = int(p.shared_here[cell])
+        mask = p.move_mask[cell].copy()
+        mask[INTERACT] = p.open_at[here * HOURS_PER_DAY + hour]
+        self._here, self._mask = p.shared_here[cell : cell + 1], mask[None, :]
+        obs = observation.observe_one(p, s, cell, hour, self._slices)
+        return obs, {"action_mask": mask.copy(), "episode_step": np.int64(s.steps[0])}

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from .params import EMPTY, WorldParams
+from typing import TYPE_CHECKING
+
+from .schema import EMPTY_CODE as EMPTY
 from .schema import HOURS_PER_DAY, INTERACT
 from .state import WorldState
+
+if TYPE_CHECKING:  # params builds its shared-layout table with this module: no import back
+    from .params import WorldParams
 
 
 def code_here(p: WorldParams, s: WorldState):
@@ -33,7 +38,39 @@ def observe(p: WorldParams, s: WorldState, here=None):
     Every element is written, so the buffer needs no zero fill.
     """
     ops, lay = p.ops, p.layout
-    here = code_here(p, s) if here is None else here
+    if p.shared_obs is not None:  # grid, affordance and position depend on the cell alone
+        obs = ops.lookup(p.shared_obs, s.cell)
+    else:
+        obs = _cell_parts(p, s, code_here(p, s) if here is None else here)
+    obs[:, lay["meters"].slice] = s.meters
+    t = lay["time"].start
+    obs[:, t : t + 2] = ops.lookup(p.hour_trig, s.hour)
+    obs[:, t + 2] = ops.cast(s.progress, ops.float32) * ops.lookup(p.inv_ticks, s.current)
+    return obs
+
+
+def one_town_slices(p: WorldParams) -> tuple[slice, slice, slice]:
+    """Where `observe_one` writes the meters, the hour's (sin, cos) and the progress."""
+    lay = p.layout
+    t = lay["time"].start
+    return lay["meters"].slice, slice(t, t + 2), slice(t + 2, t + 3)
+
+
+def observe_one(p: WorldParams, s: WorldState, cell: int, hour: int, slices):
+    """`observe` for the one town of a single env in a shared layout: [D] (a fresh array).
+    `slices` is `one_town_slices(p)`, computed once by the caller."""
+    ops, (meters, clock, progress) = p.ops, slices
+    obs = p.shared_obs[cell].copy()
+    obs[meters] = s.meters[0]
+    obs[clock] = p.hour_trig[hour]
+    obs[progress] = ops.float32(s.progress[0]) * p.inv_ticks[s.current[0]]  # float32 scalars, as in observe
+    return obs
+
+
+def _cell_parts(p: WorldParams, s: WorldState, here):
+    """[N, D] float32 with the grid, affordance and position parts written; the meters and
+    time parts are left for `observe` to fill."""
+    ops, lay = p.ops, p.layout
     n = s.cell.shape[0]
     obs = ops.empty((n, lay.size), ops.float32)
     if p.shared_window is not None:
@@ -48,8 +85,19 @@ def observe(p: WorldParams, s: WorldState, here=None):
         obs[:, lay["grid"].slice] = seen
         obs[:, lay["affordance"].start] = here
     obs[:, lay["position"].slice] = ops.lookup(p.position, s.cell)
-    obs[:, lay["meters"].slice] = s.meters
-    t = lay["time"].start
-    obs[:, t : t + 2] = ops.lookup(p.hour_trig, s.hour)
-    obs[:, t + 2] = ops.cast(s.progress, ops.float32) * ops.lookup(p.inv_ticks, s.current)
     return obs
+
+
+def cell_rows(p: WorldParams):
+    """[cells, D] the shared layout's observation parts for an agent on each cell (meters
+    and time zero): built once, so an observation is one row lookup plus meters and time."""
+    ops = p.ops
+    cells = p.position.shape[0]
+    cell = ops.arange(cells)
+    state = WorldState(cell=cell, meters=None, hour=None, progress=None, current=None, steps=None, grid=None,
+                       multiplier=None, town_seed=None, episode=None)
+    rows = _cell_parts(p, state, code_here(p, state))
+    lay = p.layout
+    rows[:, lay["meters"].slice] = 0.0
+    rows[:, lay["time"].slice] = 0.0
+    return rows

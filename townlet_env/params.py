@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .layout import GRID_CHANNELS, OUTSIDE_CHANNEL, ObsLayout
+from .observation import cell_rows
 from .pack import WorldPack
 from .schema import (
     AFFORDANCES, DOLLARS_PER_UNIT, EMPTY_CODE, HOURS_PER_DAY, METER, NUM_AFFORDANCES,
@@ -102,6 +103,7 @@ class WorldParams:
     shared_here: Any          # [cells] int64 code under each cell in the shared layout
     energy_depletion: float
     idle_energy_cost: float   # cheapest per-step energy cost of an agent that never interacts
+    shared_obs: Any = None    # [cells, D] float32 observation rows of each cell in the shared layout
 
     @classmethod
     def build(cls, pack: WorldPack, ops, one_hot: bool = False) -> "WorldParams":
@@ -200,6 +202,7 @@ class WorldParams:
             grid = shared_grid(self)
             self.shared_window = grid[self.observed_cells]
             self.shared_here = self.ops.cast(grid[self.cell_to_padded], self.ops.int64)
+            self.shared_obs = cell_rows(self)
 
     @property
     def tick_gain(self):

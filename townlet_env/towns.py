@@ -69,18 +69,18 @@ def new_state(p: WorldParams, town_seed, layout_seed: int) -> WorldState:
 
 def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     """Start a new episode in the towns where `which` [N] is True; others are untouched."""
-    ops, xp, n = p.ops, p.ops.xp, s.cell.shape[0]
+    ops, xp = p.ops, p.ops.xp
     if ops.none(which):
         return s
     episode = s.episode + ops.cast(which, ops.int64)
-    spawn = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
-    if p.pack.random_start_hour and p.temporal:
-        hour = ops.cast(rng.uniform(ops, s.town_seed, episode, rng.HOUR, 1)[:, 0] * HOURS_PER_DAY, ops.int64)
+    rows = ops.rows_where(which)
+    if rows is not None:  # draw for the resetting towns only; every draw is per town
+        return _reset_rows(p, s, rows, episode)
+    spawn, hour, grid = _draws(p, s.town_seed, episode)
+    if grid is None:
+        grid = s.grid
     else:
-        hour = ops.zeros((n,), ops.int64)
-    grid = s.grid
-    if p.pack.layout_mode == "per_episode":
-        grid = xp.where(which[:, None], place_affordances(p, s.town_seed, episode), s.grid)
+        grid = xp.where(which[:, None], grid, s.grid)
     w = which
     return WorldState(
         cell=xp.where(w, spawn, s.cell),
@@ -94,3 +94,34 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
         town_seed=s.town_seed,
         episode=episode,
     )
+
+
+def _draws(p: WorldParams, seed, episode):
+    """Spawn cells, start hours and (per_episode layouts, else None) grids of new episodes."""
+    ops = p.ops
+    spawn = ops.cast(rng.uniform(ops, seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
+    if p.pack.random_start_hour and p.temporal:
+        hour = ops.cast(rng.uniform(ops, seed, episode, rng.HOUR, 1)[:, 0] * HOURS_PER_DAY, ops.int64)
+    else:
+        hour = ops.zeros(seed.shape, ops.int64)
+    grid = place_affordances(p, seed, episode) if p.pack.layout_mode == "per_episode" else None
+    return spawn, hour, grid
+
+
+def _reset_rows(p: WorldParams, s: WorldState, rows, episode) -> WorldState:
+    """`reset_towns` for the towns at indices `rows`, written into copies of the state."""
+    ops = p.ops
+    spawn, hour, grid = _draws(p, s.town_seed[rows], episode[rows])
+    new = WorldState(cell=ops.copy(s.cell), meters=ops.copy(s.meters), hour=ops.copy(s.hour),
+                     progress=ops.copy(s.progress), current=ops.copy(s.current), steps=ops.copy(s.steps),
+                     grid=s.grid if grid is None else ops.copy(s.grid), multiplier=s.multiplier,
+                     town_seed=s.town_seed, episode=episode)
+    new.cell[rows] = spawn
+    new.meters[rows] = p.initial
+    new.hour[rows] = hour
+    new.progress[rows] = 0
+    new.current[rows] = EMPTY
+    new.steps[rows] = 0
+    if grid is not None:
+        new.grid[rows] = grid
+    return new

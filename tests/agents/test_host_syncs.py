@@ -97,6 +97,7 @@ def test_training_iterations_between_logging_intervals_never_sync(tmp_path):
                   "checkpoint.every_env_steps=100000000", "train.progress_bar=false", "wandb.mode=disabled")
     trainer = Trainer(cfg, tmp_path)
     trainer.env.ops.read_flags = False  # the GPU branches: no flag reads, no per-step events
+    trainer.replay.read_flags = False
     trainer.events_each_step = False
     trainer.guard.check_every_update = False  # the divergence flag is read at logs and checkpoints only
     counter = SyncCounter()

@@ -475,3 +475,37 @@ def test_mid_episode_sequences_get_no_gradient_through_their_burn_in():
     td = sequence_td(online, target, batch, 0.9, 3, b, 0.0)
     grads_start = torch.autograd.grad(td.q_taken[:, b:].sum(), list(online.parameters()))
     assert any(not torch.allclose(g, g_ref, atol=1e-6) for g, g_ref in zip(grads_start, ref))
+
+
+def test_multi_tensor_updates_match_the_per_parameter_loop_bitwise():
+    """Adam with foreach and the foreach lerps of the Polyak target and the averaged weights
+    give exactly the weights of the per-parameter loops they replaced."""
+    config = _config(lr=1e-2, tau=0.25, average_decay=0.75)
+    learner = Learner(*make_nets(), config)
+    online, target = make_nets()
+    averaged = make_nets()[0]
+    averaged.load_state_dict(online.state_dict()), target.load_state_dict(online.state_dict())
+    adam = torch.optim.Adam(online.parameters(), lr=config.lr, eps=config.adam_eps, foreach=False)
+    batch = make_batch()
+    for _ in range(3):
+        learner.update(batch)
+        td = sequence_td(online, target, batch, config.gamma, config.n_step, config.burn_in, 0.0, config.reward_scale)
+        adam.zero_grad()
+        sequence_loss(td, config.loss, weights=batch["weights"]).backward()
+        torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
+        adam.step()
+        with torch.no_grad():
+            for p_t, p_a, p in zip(target.parameters(), averaged.parameters(), online.parameters()):
+                p_t.lerp_(p, config.tau)
+                p_a.lerp_(p, 1.0 - config.average_decay)
+    for mine, ref in ((learner.online, online), (learner.target, target), (learner.averaged, averaged)):
+        for p, q in zip(mine.parameters(), ref.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_a_restored_optimiser_keeps_the_multi_tensor_path():
+    learner = Learner(*make_nets(), _config())
+    state = learner.state_dict()
+    state["optimizer"]["param_groups"][0]["foreach"] = None  # as saved before it was set
+    learner.load_state_dict(state)
+    assert learner.optimizer.param_groups[0]["foreach"] is True

@@ -364,3 +364,35 @@ def test_begin_takes_per_agent_episode_start_flags():
     assert replay.staging["episode_start"].tolist() == [T, F]
     replay.begin(torch.zeros(2, D), torch.ones(2, A, dtype=torch.bool), None)
     assert replay.staging["episode_start"].tolist() == [T, T]
+
+
+@pytest.mark.parametrize("recurrent", [True, False])
+def test_cpu_shortcut_stores_exactly_what_the_sync_free_path_stores(recurrent):
+    """`read_flags` (CPU: touch only the emitting / shifting / restarting agents) and the
+    GPU branch (every row, non-emitters to the trash row) leave the same ring, staging and
+    counters, through wrap-around, terminations, truncations and flushes."""
+    fast, general = make(capacity=6, num_agents=5, seq_len=4, recurrent=recurrent), \
+        make(capacity=6, num_agents=5, seq_len=4, recurrent=recurrent)
+    assert fast.read_flags
+    general.read_flags = False
+    g = torch.Generator().manual_seed(0)
+    stream = Stream(fast)
+    twin = stream.twin(general)
+    general.begin(stream.obs(), stream.mask(), stream.state())
+    for i in range(40):
+        ended = torch.rand(5, generator=g) < 0.15
+        term = [a for a in range(5) if ended[a] and a % 2 == 0]
+        trunc = [a for a in range(5) if ended[a] and a % 2 == 1]
+        stream.step(terminated=term, truncated=trunc)
+        twin.step(terminated=term, truncated=trunc)
+        if i % 13 == 12:
+            fast.flush(stream.state()), general.flush(twin.state())
+        for name in fast.storage:
+            assert torch.equal(fast.storage[name][:6], general.storage[name][:6]), (i, name)
+        for name in fast.staging:
+            assert torch.equal(fast.staging[name], general.staging[name]), (i, name)
+        assert torch.equal(fast.priority[:6], general.priority[:6])
+        for a, b in ((fast._ptr, general._ptr), (fast._total, general._total), (fast.pos, general.pos),
+                     (fast.emitted_upto, general.emitted_upto), (fast.h_mid, general.h_mid)):
+            assert torch.equal(a, b)
+    assert int(fast.total_emitted) > 6  # the ring wrapped
