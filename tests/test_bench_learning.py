@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_learning.py"
 
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("bench_learning", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_interquartile_mean_drops_the_lowest_and_highest_quarter():
-    iqm = load_module().interquartile_mean
+def test_interquartile_mean_drops_the_lowest_and_highest_quarter(load_script):
+    iqm = load_script("bench_learning").interquartile_mean
     # 5 seeds: the lowest (0.10) and the highest (1.00) go; (0.90 + 0.95 + 0.97) / 3
     assert iqm([0.95, 0.10, 1.00, 0.90, 0.97]) == pytest.approx(0.94)
     # 8 values: two go from each end; (3 + 4 + 5 + 6) / 4

@@ -4,7 +4,6 @@ The parsing and panel contents are checked in-process against the hand-written r
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -38,14 +37,6 @@ def write_run(folder: Path, rows=ROWS) -> Path:
 def run_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
-
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("plot_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve string annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_writes_png_next_to_metrics_by_default(tmp_path):
@@ -88,8 +79,8 @@ def test_run_dir_without_metrics_is_a_clean_error(tmp_path):
     assert "has no metrics.jsonl" in result.stderr
 
 
-def test_event_rows_are_ticks_not_curve_points(tmp_path):
-    plot_run = load_module()
+def test_event_rows_are_ticks_not_curve_points(load_script, tmp_path):
+    plot_run = load_script("plot_run")
     run = plot_run.read_run(write_run(tmp_path / "seed0"))
     assert run.name == "seed0"
     assert run.curve("charts/SPS") == ([100, 200, 300], [1000.0, 1100.0, 1200.0])  # event row at 200 skipped
@@ -100,8 +91,8 @@ def test_event_rows_are_ticks_not_curve_points(tmp_path):
     assert run.stage_count() == 2
 
 
-def test_panels_show_the_hand_written_curves(tmp_path):
-    plot_run = load_module()
+def test_panels_show_the_hand_written_curves(load_script, tmp_path):
+    plot_run = load_script("plot_run")
     run = plot_run.read_run(write_run(tmp_path / "seed0"))
     fig = plot_run.figure([run])
     surv, ret, stage, eps, loss, sps = fig.axes  # row-major order of the 2x3 grid
@@ -126,13 +117,13 @@ def test_panels_show_the_hand_written_curves(tmp_path):
     plt.close(fig)
 
 
-def test_spread_draws_the_mean_and_min_max_band_of_several_runs(tmp_path):
+def test_spread_draws_the_mean_and_min_max_band_of_several_runs(load_script, tmp_path):
     """Two hand-written epsilon curves (1.0, 0.5, 0.1) and (0.6, 0.3, 0.1) on the same steps:
     the mean line passes through 0.8, 0.4, 0.1; the band spans min..max at each step."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    plot_run = load_module()
+    plot_run = load_script("plot_run")
     other = [dict(r, **{"charts/epsilon": e}) if "charts/epsilon" in r else r
              for r, e in zip(ROWS, (0.6, 0.3, None, 0.1))]
     runs = [plot_run.read_run(write_run(tmp_path / "seed0")), plot_run.read_run(write_run(tmp_path / "seed1", other))]

@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "profile_train.py"
-
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("profile_train", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_profile_train_prints_every_component(capsys):
-    profile = load_module()
+def test_profile_train_prints_every_component(load_script, capsys):
+    profile = load_script("profile_train")
     result = profile.main(["--steps", "256", "--repeats", "1", "env.num_envs=8", "agent.learning_starts=128",
                            "agent.batch_size=4", "agent.replay_capacity=64", "checkpoint.every_env_steps=100000"])
     out = capsys.readouterr().out
