@@ -174,9 +174,10 @@ class CurriculumConfig:
     """...and, when set, policy entropy (nats, softmax(Q) over allowed actions) is below
     this. Off by default: with rewards scaled by 1 - gamma that entropy stays near its
     maximum (docs/training.md, "Curriculum")."""
-    idle_baseline: bool = True
-    """...and survival is at least what an agent that never interacts reaches at the
-    stage's multiplier (capped at the step limit), so easy stages are not passed by idling."""
+    idle_baseline: bool = False
+    """...and, when on, survival is at least what an agent that never interacts reaches at
+    the stage's multiplier (capped at the step limit). Off by default: at stage 0 the idler
+    lives the whole episode, so the gate asked for a perfect window and never opened."""
 
 
 @dataclass

@@ -24,9 +24,10 @@ of recent survival fractions at this stage:
 Why no entropy gate by default: with rewards scaled by 1 - gamma the Q-values lie in
 [0, 1], where the entropy of softmax(Q) over 5 or 6 allowed actions cannot fall below
 about 1.5 / 1.7 nats, so a gate on it opened only on edge cells (docs/training.md,
-"Curriculum"). The idle baseline is what keeps the easy stages honest instead: at a low
-multiplier an agent that only WAITs may already outlive the 0.7 threshold, and it must
-not advance on survival it did not earn.
+"Curriculum"). The optional idle baseline asks an agent to outlive one that only WAITs.
+It is off by default because with the reference stages it binds at stage 0 alone, where
+the idler lives the whole episode: there it demanded a window of perfect episodes, and no
+agent advanced in 3M env steps (docs/training.md, "Curriculum").
 
 All state is ``[N]`` / ``[N, W]`` tensors; ``record_episodes_tensor`` never synchronises.
 ``record_episodes`` additionally reads the few changed agents back to build logged events.

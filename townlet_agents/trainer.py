@@ -64,7 +64,7 @@ class Trainer:
                            EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder))
         cu = cfg.curriculum
         baselines = None
-        if cu.get("idle_baseline", True):
+        if cu.get("idle_baseline", False):
             steps = self.env.idle_survival(list(cu.multipliers)).cpu()
             baselines = tuple((steps / self.max_steps).clamp(max=1.0).tolist())
         self.curriculum = Curriculum(

@@ -400,7 +400,7 @@ WIRING = {
     "curriculum.retreat_survival": ("curriculum.retreat_survival=0.25", lambda t: t.curriculum.retreat_survival, 0.25),
     "curriculum.entropy_threshold": ("curriculum.entropy_threshold=0.9",
                                      lambda t: t.curriculum.entropy_threshold, 0.9),
-    "curriculum.idle_baseline": ("curriculum.idle_baseline=false", lambda t: t.curriculum.uses_baseline, False),
+    "curriculum.idle_baseline": ("curriculum.idle_baseline=true", lambda t: t.curriculum.uses_baseline, True),
     "train.log_every_env_steps": ("train.log_every_env_steps=640", lambda t: t.next_log, 640),
     "train.torch_threads": ("train.torch_threads=1", lambda t: torch.get_num_threads(), 1),
     "checkpoint.every_env_steps": ("checkpoint.every_env_steps=960", lambda t: t.next_checkpoint, 960),
