@@ -85,6 +85,31 @@ def existing_run(run_dir: str) -> dict:
             "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started}
 
 
+def curriculum_summary(run_dir: str) -> dict:
+    """Where a run's curriculum took its agents, from the files the run wrote: the fraction
+    of agents at full difficulty (the stages whose multiplier is the largest) at the end
+    and at its highest, the first env step an agent got there, and how many stage changes
+    went each way. Empty when the run had no curriculum."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir)
+    curriculum = OmegaConf.load(path / ".hydra" / "config.yaml").curriculum
+    if not curriculum.enabled:
+        return {}
+    top = max(curriculum.multipliers)
+    full = [k for k, m in enumerate(curriculum.multipliers) if m == top]
+    rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    logged = [r for r in rows if "curriculum/stage_mean" in r]
+    changes = [r for r in rows if r.get("event") == "curriculum_stage_change"]
+    at_full = [sum(r[f"curriculum/stage_{k}"] for k in full) for r in logged]
+    first = min((r["global_step"] for r in changes if r["to_stage"] in full), default=None)
+    return {"curriculum_at_full_end": round(at_full[-1], 3) if at_full else 0.0,
+            "curriculum_at_full_peak": round(max(at_full), 3) if at_full else 0.0,
+            "curriculum_first_full_env_steps": first,
+            "curriculum_advances": sum(r["reason"] == "advance" for r in changes),
+            "curriculum_retreats": sum(r["reason"] == "retreat" for r in changes)}
+
+
 def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fraction: float = 0.9) -> dict:
     """Greedy survival of the run's periodic checkpoints (the first in each `every` env
     steps) on the held-out towns, and the first (env steps, wall seconds since the run
@@ -155,6 +180,7 @@ def main() -> None:
                 f"{prefix}ratio_to_oracle": round(learned["mean_survival"] / oracle, 3),
             })
         row.update(time_to_oracle(run, args.episodes, row["oracle_mean"], args.curve_every))
+        row.update(curriculum_summary(run["run_dir"]))
         del row["started"]
         rows.append(row)
 
@@ -166,6 +192,12 @@ def main() -> None:
         reached = f"{r['to_oracle_env_steps']:,}, {r['to_oracle_seconds']}" if r["to_oracle_env_steps"] else "not reached"
         print(f"{r['seed']:>4}  {r['env_steps']:>10,}  {r['train_seconds']:>7}  {r['learned_mean']:>8.1f} "
               f"{r['oracle_mean']:>7.1f} {r['random_mean']:>7.1f}  {r['ratio_to_oracle']:.3f}  {reached:>22}{long}")
+    for r in rows:
+        if "curriculum_at_full_end" in r:
+            print(f"seed {r['seed']} curriculum: {r['curriculum_at_full_end']:.0%} of agents at full difficulty at "
+                  f"the end (highest {r['curriculum_at_full_peak']:.0%}, first at "
+                  f"{r['curriculum_first_full_env_steps']} env steps); {r['curriculum_advances']} advances, "
+                  f"{r['curriculum_retreats']} retreats")
     summary = {"experiment": args.experiment, "summary": True, "seeds": args.seeds, "commit": commit,
                "overrides": args.overrides, "target": target}
     for prefix, _ in limits:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -13,3 +14,37 @@ def test_interquartile_mean_drops_the_lowest_and_highest_quarter(load_script):
     # 8 values: two go from each end; (3 + 4 + 5 + 6) / 4
     assert iqm([8, 1, 7, 2, 6, 3, 5, 4]) == pytest.approx(4.5)
     assert iqm([0.5, 0.7]) == pytest.approx(0.6)  # too few to trim: the plain mean
+
+
+def _run_dir(tmp_path, enabled, rows):
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(
+        f"curriculum:\n  enabled: {str(enabled).lower()}\n  multipliers: [0.2, 0.5, 1.0, 1.0]\n")
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(tmp_path)
+
+
+def _stages(step, fractions):
+    return {"global_step": step, "curriculum/stage_mean": 0.0,
+            **{f"curriculum/stage_{k}": f for k, f in enumerate(fractions)}}
+
+
+def _change(step, frm, to):
+    return {"global_step": step, "event": "curriculum_stage_change", "from_stage": frm, "to_stage": to,
+            "reason": "advance" if to > frm else "retreat"}
+
+
+def test_curriculum_summary_counts_agents_at_the_largest_multiplier(load_script, tmp_path):
+    summary = load_script("bench_learning").curriculum_summary
+    rows = [_stages(100, [1.0, 0.0, 0.0, 0.0]), _change(150, 0, 1), _change(180, 1, 2), _change(190, 2, 1),
+            _change(195, 1, 2), _change(199, 2, 3),
+            _stages(200, [0.25, 0.25, 0.25, 0.25]),  # stages 2 and 3 both have multiplier 1.0
+            _stages(300, [0.5, 0.25, 0.25, 0.0])]
+    assert summary(_run_dir(tmp_path, True, rows)) == {
+        "curriculum_at_full_end": 0.25, "curriculum_at_full_peak": 0.5, "curriculum_first_full_env_steps": 180,
+        "curriculum_advances": 4, "curriculum_retreats": 1}
+
+
+def test_curriculum_summary_is_empty_without_a_curriculum(load_script, tmp_path):
+    summary = load_script("bench_learning").curriculum_summary
+    assert summary(_run_dir(tmp_path, False, [{"global_step": 10}])) == {}
