@@ -16,8 +16,12 @@ of recent survival fractions at this stage:
   stage's idle baseline (the survival fraction of an agent that never interacts at that
   stage's multiplier, when given), and ``learning_progress >= 0``; an optional
   ``entropy < entropy_threshold`` can be required too (no entropy given counts as met);
-- otherwise **retreat** if ``survival_rate < retreat_survival`` or
-  ``learning_progress < -progress_tolerance``;
+- otherwise **retreat** if ``survival_rate < retreat_survival`` or the survival is falling
+  by more than noise explains: ``learning_progress < -max(progress_tolerance, 2 *
+  progress_noise)``, where ``progress_noise`` is the standard error of the difference of
+  the two half means. Episodes in random towns vary so much that the plain difference
+  fell below -0.1 by chance within a few decisions, and agents bounced back to stage 0
+  (docs/training.md, "Curriculum");
 - never past the first or last stage. On a change the agent's episode count and window
   are reset, so the next decision rests on evidence from the new stage only.
 
@@ -56,7 +60,8 @@ class StageChange:
     learning_progress: float
     entropy: float | None
     episodes_at_stage: int
-    idle_baseline: float | None = None  # the from-stage's idle survival fraction, when used
+    idle_baseline: float | None = None
+    progress_noise: float | None = None  # standard error of learning_progress  # the from-stage's idle survival fraction, when used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +78,7 @@ class CurriculumUpdate(NamedTuple):
     from_stage: Tensor
     survival_rate: Tensor
     learning_progress: Tensor
+    progress_noise: Tensor
     episodes_at_stage: Tensor
 
 
@@ -152,13 +158,25 @@ class Curriculum:
         valid = self._column >= self.window - self.filled[:, None]
         return _masked_mean(self.survival_window, valid)
 
-    def learning_progress(self) -> Tensor:
-        """Newer-half mean minus older-half mean of each agent's window, ``[N]`` (0 below 2 entries)."""
+    def _halves(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Masks of the newer and older halves of each window, and the half size ``[N]``."""
         half = (self.filled // 2)[:, None]
         newer = self._column >= self.window - half
         older = (self._column >= self.window - 2 * half) & ~newer
+        return newer, older, half.squeeze(1)
+
+    def learning_progress(self) -> Tensor:
+        """Newer-half mean minus older-half mean of each agent's window, ``[N]`` (0 below 2 entries)."""
+        newer, older, half = self._halves()
         progress = _masked_mean(self.survival_window, newer) - _masked_mean(self.survival_window, older)
-        return torch.where(half.squeeze(1) > 0, progress, torch.zeros_like(progress))
+        return torch.where(half > 0, progress, torch.zeros_like(progress))
+
+    def progress_noise(self) -> Tensor:
+        """Standard error of ``learning_progress``, ``[N]``: sqrt(s_new^2 / h + s_old^2 / h)
+        with the unbiased variance of each half of h entries (0 below 2 entries a half)."""
+        newer, older, half = self._halves()
+        var = _masked_variance(self.survival_window, newer) + _masked_variance(self.survival_window, older)
+        return torch.sqrt(var / half.clamp(min=1))
 
     def mean_return(self) -> Tensor:
         """Mean episode return over each agent's window at its stage, ``[N]``."""
@@ -195,6 +213,7 @@ class Curriculum:
         # 2. Decide, for done agents with enough evidence at their stage.
         rate = self.survival_rate()
         progress = self.learning_progress()
+        noise = self.progress_noise()
         calm = torch.ones_like(done)
         if entropy is not None and self.entropy_threshold is not None:
             calm = self._per_agent(entropy) < self.entropy_threshold
@@ -202,7 +221,9 @@ class Curriculum:
         earned = rate >= self.idle_baselines[self.stage]
         thriving = (rate >= self.advance_survival) & earned & (progress >= 0) & calm
         advance = eligible & thriving & (self.stage < self.num_stages - 1)
-        struggling = (rate < self.retreat_survival) | (progress < -self.progress_tolerance)
+        # A fall counts only beyond two standard errors: noise alone goes that low ~2% of the time.
+        falling = progress < -torch.clamp(2.0 * noise, min=self.progress_tolerance)
+        struggling = (rate < self.retreat_survival) | falling
         retreat = eligible & ~advance & struggling & (self.stage > 0)
         change = advance.long() - retreat.long()
 
@@ -211,6 +232,7 @@ class Curriculum:
             from_stage=self.stage.clone(),
             survival_rate=rate,
             learning_progress=progress,
+            progress_noise=noise,
             episodes_at_stage=self.episodes_at_stage.clone(),
         )
 
@@ -256,11 +278,12 @@ class Curriculum:
                 update.learning_progress[agents],
                 ent[agents],
                 update.episodes_at_stage[agents].float(),
+                update.progress_noise[agents],
             ],
             dim=1,
         ).tolist()
         events = []
-        for agent, from_stage, change, rate, progress, ent_i, episodes in columns:
+        for agent, from_stage, change, rate, progress, ent_i, episodes, noise in columns:
             events.append(
                 StageChange(
                     agent=int(agent),
@@ -272,6 +295,7 @@ class Curriculum:
                     entropy=None if entropy is None else ent_i,
                     episodes_at_stage=int(episodes),
                     idle_baseline=float(self.idle_baselines[int(from_stage)]) if self.uses_baseline else None,
+                    progress_noise=noise,
                 )
             )
         return events
@@ -319,6 +343,13 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     count = mask.sum(dim=-1)
     total = torch.where(mask, values, torch.zeros_like(values)).sum(dim=-1)
     return total / count.clamp(min=1)
+
+
+def _masked_variance(values: Tensor, mask: Tensor) -> Tensor:
+    """Unbiased variance over the masked entries of each row (0 below 2 entries)."""
+    count = mask.sum(dim=-1)
+    centred = torch.where(mask, values - _masked_mean(values, mask)[:, None], torch.zeros_like(values))
+    return torch.where(count > 1, centred.square().sum(dim=-1) / (count - 1).clamp(min=1), torch.zeros_like(centred[:, 0]))
 
 
 __all__ = ["Curriculum", "CurriculumUpdate", "StageChange", "DEFAULT_MULTIPLIERS"]

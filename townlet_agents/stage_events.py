@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import torch
 
-#: Largest table kept (rows of 8 float64: 64 bytes each, so 4 MiB).
+#: Largest table kept (rows of 9 float64: 72 bytes each, so 4.5 MiB).
 MAX_ROWS = 65_536
 COLUMNS = ("global_step", "agent", "from_stage", "to_stage", "survival_rate", "learning_progress", "entropy",
-           "episodes_at_stage")
+           "episodes_at_stage", "progress_noise")
 
 
 class StageEventLog:
@@ -43,7 +43,7 @@ class StageEventLog:
         step = torch.full((n,), float(global_step), dtype=torch.float64, device=self.rows.device)
         rows = torch.stack([step, self._agents, update.from_stage.double(), (update.from_stage + update.change).double(),
                             update.survival_rate.double(), update.learning_progress.double(), entropy.double(),
-                            update.episodes_at_stage.double()], 1)
+                            update.episodes_at_stage.double(), update.progress_noise.double()], 1)
         slot = self.count + torch.cumsum(changed.long(), 0) - 1
         slot = torch.where(changed & (slot < self.capacity), slot, self.capacity)
         self.rows.index_copy_(0, slot, rows)

@@ -33,7 +33,7 @@ def test_competent_agent_advances_after_min_episodes_and_reaches_the_last_stage(
     assert events == [
         StageChange(
             agent=0, from_stage=0, to_stage=1, reason="advance", survival_rate=1.0,
-            learning_progress=0.0, entropy=None, episodes_at_stage=20,
+            learning_progress=0.0, entropy=None, episodes_at_stage=20, progress_noise=0.0,
         )
     ]
     assert cur.stage.tolist() == [1] and cur.episodes_at_stage.tolist() == [0]
@@ -106,6 +106,41 @@ def test_negative_progress_retreats_even_with_good_survival():
     assert event.learning_progress == pytest.approx(-0.2)
 
 
+def test_progress_noise_is_the_standard_error_of_the_half_means_difference():
+    cur = _curriculum(window=6, min_episodes=100)
+    for length in (20, 40, 60, 50, 70, 90):
+        _finish(cur, [length])
+    # older 0.2 0.4 0.6 (mean 0.4, s^2 0.04), newer 0.5 0.7 0.9 (mean 0.7, s^2 0.04)
+    assert cur.learning_progress().item() == pytest.approx(0.3)
+    assert cur.progress_noise().item() == pytest.approx(((0.04 + 0.04) / 3) ** 0.5)
+    cur = _curriculum(window=4, min_episodes=100)
+    _finish(cur, [50])
+    _finish(cur, [90])  # one entry a half: no variance to estimate
+    assert cur.progress_noise().item() == 0.0
+
+
+def test_a_fall_within_noise_does_not_retreat_but_a_fall_beyond_it_does():
+    # Survival that swings from town to town: the newer half is 0.15 lower, but the
+    # difference's standard error is 0.34, so the agent stays (the plain -0.1 rule would
+    # have retreated).
+    cur = _curriculum(window=4, min_episodes=4)
+    cur.stage[:] = 2
+    for length in (100, 70, 40):
+        assert _finish(cur, [length]) == []
+    assert _finish(cur, [100]) == []  # older 1.0 0.7, newer 0.4 1.0: progress -0.15, noise 0.34
+    assert cur.stage.tolist() == [2]
+    assert cur.learning_progress().item() == pytest.approx(-0.15)
+    assert cur.progress_noise().item() == pytest.approx(((0.045 + 0.18) / 2) ** 0.5)
+    # The same drop with steady episodes is beyond noise: retreat, with the numbers.
+    cur = _curriculum(window=4, min_episodes=4)
+    cur.stage[:] = 2
+    for length in (85, 85, 70):
+        _finish(cur, [length])
+    (event,) = _finish(cur, [70])
+    assert (event.reason, event.to_stage) == ("retreat", 1)
+    assert event.learning_progress == pytest.approx(-0.15) and event.progress_noise == 0.0
+
+
 def test_high_entropy_blocks_advance_when_the_entropy_gate_is_set():
     cur = _curriculum(window=4, min_episodes=4, entropy_threshold=0.5)
     for _ in range(10):
@@ -116,7 +151,7 @@ def test_high_entropy_blocks_advance_when_the_entropy_gate_is_set():
     assert event.as_dict() == {
         "agent": 0, "from_stage": 0, "to_stage": 1, "reason": "advance", "survival_rate": 1.0,
         "learning_progress": 0.0, "entropy": pytest.approx(0.1), "episodes_at_stage": 11,
-        "idle_baseline": None,
+        "idle_baseline": None, "progress_noise": 0.0,
     }
 
 

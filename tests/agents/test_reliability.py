@@ -533,7 +533,7 @@ def test_gpu_stage_events_are_kept_in_full_with_their_steps():
         def __init__(self, change, frm):
             self.change, self.from_stage = torch.tensor(change), torch.tensor(frm)
             self.survival_rate = torch.tensor([0.9, 0.1, 0.5])
-            self.learning_progress = torch.zeros(3)
+            self.learning_progress = self.progress_noise = torch.zeros(3)
             self.episodes_at_stage = torch.tensor([10, 12, 3])
 
     log.record(100, U([1, 0, 0], [0, 2, 1]), torch.zeros(3))
@@ -551,7 +551,7 @@ def test_gpu_stage_events_beyond_the_table_are_counted():
 
     class U:
         change, from_stage = torch.ones(3, dtype=torch.long), torch.zeros(3, dtype=torch.long)
-        survival_rate = learning_progress = torch.ones(3)
+        survival_rate = learning_progress = progress_noise = torch.ones(3)
         episodes_at_stage = torch.full((3,), 10)
 
     log.record(5, U(), torch.zeros(3))
@@ -579,7 +579,7 @@ def test_dropped_gpu_events_are_reported_in_the_metrics(tmp_path):
 
     class U:
         change, from_stage = torch.ones(4, dtype=torch.long), torch.zeros(4, dtype=torch.long)
-        survival_rate = learning_progress = torch.ones(4)
+        survival_rate = learning_progress = progress_noise = torch.ones(4)
         episodes_at_stage = torch.full((4,), 10)
 
     t.stage_events.record(7, U(), torch.zeros(4))

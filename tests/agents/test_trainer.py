@@ -531,6 +531,7 @@ def test_stage_changes_are_logged_with_rationale_on_both_paths(tmp_path, each_st
     for d in changes:
         assert d["from_stage"] == 0 and d["to_stage"] == 1
         assert d["survival_rate"] == pytest.approx(1.0)
+        assert d["learning_progress"] == 0.0 and d["progress_noise"] == 0.0
         assert d["episodes_at_stage"] >= cu.min_episodes
     assert torch.equal(cu.stage, torch.ones(n, dtype=torch.long))
 
