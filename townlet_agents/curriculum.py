@@ -92,7 +92,7 @@ class Curriculum:
         multipliers: tuple[float, ...] = DEFAULT_MULTIPLIERS,
         window: int = 50,
         min_episodes: int = 20,
-        advance_survival: float = 0.7,
+        advance_survival: float = 0.5,
         retreat_survival: float = 0.3,
         entropy_threshold: float | None = None,
         progress_tolerance: float = 0.1,
