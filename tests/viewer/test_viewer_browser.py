@@ -90,7 +90,10 @@ def test_the_page_shows_towns_meters_and_q_values_live(browser, run_dir, curve_s
         assert page.inner_text("[data-meter=energy] .value") != first["energy"]
         assert page.inner_text("#clock") != first["clock"]
         assert page.inner_text("#qvalues") != first["q"]
-        assert page.eval_on_selector("#town-canvas", "c => c.toDataURL()") != first["town"]
+        # The town's picture changes once the agent moves; a barely trained agent may stand
+        # still (WAIT, a multi-tick interaction) for a few ticks, so wait for it, bounded.
+        page.wait_for_function("before => document.querySelector('#town-canvas').toDataURL() !== before",
+                               arg=first["town"], timeout=20_000)
         assert page.locator("#qvalues .q.chosen").count() == 1
         assert page.inner_text("[data-q=WAIT] .value") != "masked"  # WAIT is never masked
         width = page.eval_on_selector("[data-meter=energy] .fill", "e => parseFloat(e.style.width)")
