@@ -60,8 +60,8 @@ class StageChange:
     learning_progress: float
     entropy: float | None
     episodes_at_stage: int
-    idle_baseline: float | None = None
-    progress_noise: float | None = None  # standard error of learning_progress  # the from-stage's idle survival fraction, when used
+    idle_baseline: float | None = None  # the from-stage's idle survival fraction, when used
+    progress_noise: float | None = None  # standard error of learning_progress
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
