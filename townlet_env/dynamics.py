@@ -122,22 +122,49 @@ def _cascade_group(p: WorldParams, m, sources, rows):
     return m - drain
 
 
-def _cascade_one(p: WorldParams, m):
+@dataclass(frozen=True)
+class OneTownTables:
+    """What `step_one` reads as Python values, computed once per env from the params."""
+    modulation: tuple        # the two health-modulation constants as float32 scalars
+    threshold: float         # the cascade threshold as float32, as `m < thr` compares in numpy
+    cascade_sources: list    # every group's source meters, for one check that skips them all
+    cascades: list           # per group: (source meters as a list, sources, rows)
+    cell_delta: list         # per action, the change of the flat cell index
+
+
+def one_town_tables(p: WorldParams) -> OneTownTables:
+    # step_one leaves out the ceiling of the first clamp, exact only while no action raises a
+    # meter; the pack reads action costs in [0, 1] (pack.py)
+    assert bool((p.action_cost >= 0).all()), "an action with a negative meter cost"
+    f32 = p.ops.float32
+    return OneTownTables(
+        modulation=(f32(p.modulation[0]), f32(p.modulation[1])),
+        threshold=float(f32(p.cascade_threshold)),
+        cascade_sources=sorted({k for src, _ in p.cascades for k in src.tolist()}),
+        cascades=[(src.tolist(), src, rows) for src, rows in p.cascades],
+        cell_delta=[int(d) for d in p.action_cell_delta],
+    )
+
+
+def _cascade_one(p: WorldParams, t: OneTownTables, m):
     """`_cascade` for one town's meters [meters], skipping the groups whose sources are all
-    at or above the threshold (their drain is +-0, which changes no meter). The float32
-    threshold is what `m < thr` compares against in numpy."""
-    thr = float(p.ops.float32(p.cascade_threshold))
-    for sources, rows in p.cascades:
-        values = m.tolist()
-        if min(values[k] for k in sources.tolist()) < thr:
+    at or above the threshold (their drain is +-0, which changes no meter)."""
+    values = m.tolist()
+    if not t.cascade_sources or min([values[k] for k in t.cascade_sources]) >= t.threshold:
+        return m  # the common case: no source below the threshold, no group drains
+    for source_list, sources, rows in t.cascades:
+        if min([values[k] for k in source_list]) < t.threshold:
             m = _cascade_group(p, m[None, :], sources, rows)[0]
+            values = m.tolist()
     return m
 
 
-def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tuple[WorldState, StepOutput]:
+def step_one(p: WorldParams, t: OneTownTables, s: WorldState, action: int, mask, here: int
+             ) -> tuple[WorldState, StepOutput]:
     """`step` for a single town on numpy tables (the single env): the same rules, with the
     position, clock and progress as Python ints instead of one-element arrays, which cost
-    a microsecond per operation. `mask` is the town's [6] mask, `here` its cell code.
+    a microsecond per operation. `t` is `one_town_tables(p)`, `mask` the town's [6] mask,
+    `here` its cell code.
 
     Meter arithmetic stays on float32 arrays (one-element slices for single meters) so it
     rounds exactly as `step` does; tests/env/test_single_fast_path.py pins the equality.
@@ -157,14 +184,13 @@ def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tup
         progress = (0 if completed else attempt) if paid else (progress if continuing else 0)
         current = here
     else:
-        m = ops.clip(m, 0.0, 1.0)
+        m = ops.clip(m, 0.0, None)  # meters in [0, 1] minus costs >= 0: only the floor can bind
         progress, current = 0, EMPTY
     m = m - p.depletion * s.multiplier
-    # float32 scalars: numpy casts the Python constants to float32 in `step` too
-    f32 = ops.float32
-    m[HEALTH] -= f32(p.modulation[0]) - f32(p.modulation[1]) * m[FITNESS]
-    m = ops.clip(_cascade_one(p, m), 0.0, 1.0)
-    terminated = bool(m[HEALTH] <= 0.0) or bool(m[ENERGY] <= 0.0)
+    m[HEALTH] -= t.modulation[0] - t.modulation[1] * m[FITNESS]
+    m = ops.clip(_cascade_one(p, t, m), 0.0, 1.0)
+    values = m.tolist()  # float32 -> float is exact, so comparisons with 0 agree
+    terminated = values[HEALTH] <= 0.0 or values[ENERGY] <= 0.0
     steps = int(s.steps[0]) + 1
     truncated = steps >= p.max_steps and not terminated
     hour = (int(s.hour[0]) + 1) % HOURS_PER_DAY if p.temporal else int(s.hour[0])
@@ -172,9 +198,12 @@ def step_one(p: WorldParams, s: WorldState, action: int, mask, here: int) -> tup
         progress = 0
 
     # The new [1] arrays as views of two small arrays: two allocations instead of eight.
-    ints = ops.asarray([int(s.cell[0]) + int(p.action_cell_delta[act]), hour, progress, current, steps], ops.int64)
+    ints = ops.asarray([int(s.cell[0]) + t.cell_delta[act], hour, progress, current, steps], ops.int64)
     flags = ops.asarray([terminated, truncated, not allowed], ops.bool)
     new = WorldState(ints[0:1], m[None, :], ints[1:2], ints[2:3], ints[3:4], ints[4:5], s.grid, s.multiplier,
                      s.town_seed, s.episode)
     term, trunc = flags[0:1], flags[1:2]
-    return new, StepOutput(_reward(p, new, term, trunc), term, trunc, flags[2:3])
+    # survival's reward is 1 while alive, 0 on the step that ends the life (rewards.reward)
+    reward = (ops.asarray([0.0 if terminated else 1.0], ops.float32) if p.reward_mode == "survival"
+              else _reward(p, new, term, trunc))
+    return new, StepOutput(reward, term, trunc, flags[2:3])

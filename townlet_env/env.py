@@ -53,6 +53,7 @@ class TownletEnv(gym.Env):
         # dynamics.step_one); other layouts take the general batched code with N = 1.
         self._fast = self.params.shared_obs is not None
         self._slices = observation.one_town_slices(self.params) if self._fast else None
+        self._tables = dynamics.one_town_tables(self.params) if self._fast else None
 
     @property
     def obs_layout(self):
@@ -87,8 +88,8 @@ class TownletEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a = self._check(action)
         if self._fast:
-            self.state, out = dynamics.step_one(self.params, self.state, int(a[0]), self._mask[0],
-                                                int(self._here[0]))
+            self.state, out = dynamics.step_one(self.params, self._tables, self.state, int(a[0]), self._mask_one,
+                                                self._here_one)
         else:
             self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
         obs, info = self._observe()
@@ -138,5 +139,6 @@ class TownletEnv(gym.Env):
         mask = p.move_mask[cell].copy()
         mask[INTERACT] = p.open_at[here * HOURS_PER_DAY + hour]
         self._here, self._mask = p.shared_here[cell : cell + 1], mask[None, :]
+        self._here_one, self._mask_one = here, mask
         obs = observation.observe_one(p, s, cell, hour, self._slices)
-        return obs, {"action_mask": mask.copy(), "episode_step": np.int64(s.steps[0])}
+        return obs, {"action_mask": mask.copy(), "episode_step": s.steps[0]}

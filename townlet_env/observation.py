@@ -63,7 +63,8 @@ def observe_one(p: WorldParams, s: WorldState, cell: int, hour: int, slices):
     obs = p.shared_obs[cell].copy()
     obs[meters] = s.meters[0]
     obs[clock] = p.hour_trig[hour]
-    obs[progress] = ops.float32(s.progress[0]) * p.inv_ticks[s.current[0]]  # float32 scalars, as in observe
+    # float32 scalars, as in observe
+    obs[progress] = ops.float32(int(s.progress[0])) * p.inv_ticks[int(s.current[0])]
     return obs
 
 
