@@ -33,6 +33,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"minimal": 0.95, "full_obs": 0.90, "pomdp": 0.90, "pomdp_random_layout": 0.95, "temporal": 0.75,
            "temporal_random_layout": 0.95}
+# Issue 11's targets over lives of --long-steps (none set for the other experiments)
+LONG_TARGETS = {"pomdp": 0.90, "pomdp_random_layout": 0.80, "temporal_random_layout": 0.80}
 EVAL_SEED = 12345
 
 
@@ -206,7 +208,8 @@ def main() -> None:
                         f"{prefix}ratio_min": round(float(np.min(ratios)), 3),
                         f"{prefix}ratio_iqm": round(interquartile_mean(ratios), 3)})
         print(f"{prefix or 'step-limit '}ratio to oracle: mean {summary[f'{prefix}ratio_mean']:.3f}, "
-              f"min {summary[f'{prefix}ratio_min']:.3f}, IQM {summary[f'{prefix}ratio_iqm']:.3f} (target {target})")
+              f"min {summary[f'{prefix}ratio_min']:.3f}, IQM {summary[f'{prefix}ratio_iqm']:.3f} "
+              f"(target {LONG_TARGETS.get(args.experiment, 'none') if prefix else target})")
     reached = [r["to_oracle_seconds"] for r in rows if r["to_oracle_seconds"] is not None]
     summary.update({"to_oracle_reached": f"{len(reached)}/{len(rows)}",
                     "to_oracle_seconds_median": float(np.median(reached)) if len(reached) == len(rows) else None})
