@@ -203,7 +203,8 @@ def step_one(p: WorldParams, t: OneTownTables, s: WorldState, action: int, mask,
     new = WorldState(ints[0:1], m[None, :], ints[1:2], ints[2:3], ints[3:4], ints[4:5], s.grid, s.multiplier,
                      s.town_seed, s.episode)
     term, trunc = flags[0:1], flags[1:2]
-    # survival's reward is 1 while alive, 0 on the step that ends the life (rewards.reward)
+    # the one-town path's own survival reward, like its other rules (pinned equal to
+    # rewards.reward by tests/env/test_single_fast_path.py): 1 while alive, 0 on the last step
     reward = (ops.asarray([0.0 if terminated else 1.0], ops.float32) if p.reward_mode == "survival"
               else _reward(p, new, term, trunc))
     return new, StepOutput(reward, term, trunc, flags[2:3])

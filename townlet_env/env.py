@@ -88,8 +88,8 @@ class TownletEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a = self._check(action)
         if self._fast:
-            self.state, out = dynamics.step_one(self.params, self._tables, self.state, int(a[0]), self._mask_one,
-                                                self._here_one)
+            self.state, out = dynamics.step_one(self.params, self._tables, self.state, int(a[0]), self._mask[0],
+                                                int(self._here[0]))
         else:
             self.state, out = dynamics.step(self.params, self.state, a, self._mask, self._here)
         obs, info = self._observe()
@@ -139,6 +139,5 @@ class TownletEnv(gym.Env):
         mask = p.move_mask[cell].copy()
         mask[INTERACT] = p.open_at[here * HOURS_PER_DAY + hour]
         self._here, self._mask = p.shared_here[cell : cell + 1], mask[None, :]
-        self._here_one, self._mask_one = here, mask
         obs = observation.observe_one(p, s, cell, hour, self._slices)
         return obs, {"action_mask": mask.copy(), "episode_step": s.steps[0]}
