@@ -13,6 +13,7 @@ import numpy as np
 
 from . import dynamics, observation, towns
 from .backend import NumpyOps
+from .landmarks import Landmarks
 from .pack import configure_pack
 from .params import WorldParams
 from .schema import ACTIONS, HOURS_PER_DAY, INTERACT, NUM_ACTIONS
@@ -35,12 +36,15 @@ class TownletEnv(gym.Env):
         max_steps: int | None = None,
         layout_pool: str | None = None,
         one_hot: bool = False,
+        landmarks: bool = False,
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
-        self.params = WorldParams.build(self.pack, _OPS, one_hot=one_hot)
+        self.params = WorldParams.build(self.pack, _OPS, one_hot=one_hot, landmarks=landmarks)
+        self._landmarks = Landmarks(self.params) if landmarks else None
+        self._seen = self._landmarks.empty(1) if self._landmarks is not None else None
         self.render_mode = render_mode
         self.observation_space = observation_space(self.params.layout)
         self.action_space = action_space()
@@ -124,8 +128,13 @@ class TownletEnv(gym.Env):
         return self._check(int(a.reshape(-1)[0]))
 
     def _observe(self):
-        if self._fast:
-            return self._observe_one()
+        obs, info = self._observe_one() if self._fast else self._observe_any()
+        if self._landmarks is not None:
+            self._seen = self._landmarks.write(obs[None, :], self._seen, self.state)
+        return obs, info
+
+    def _observe_any(self):
+        """`_observe` for any layout: the batched code with one town."""
         self._here = here = observation.code_here(self.params, self.state)
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)[0]

@@ -52,6 +52,9 @@ class ObsLayout:
       affordance (1,)       code of the affordance under the agent; EMPTY_CODE = none
       time       (3,)       sin(hour), cos(hour), interaction progress in [0, 1];
                             all zero when temporal mechanics are off
+    With `town_cells` > 0 (the env's `landmarks=True`), two more parts (townlet_env.landmarks):
+      landmarks  (affordances, 3) per affordance: seen this episode (0/1), dx, dy to it
+      seen_cells (town_cells,)    1 where the agent has seen that town cell this episode
     With `one_hot=True`, grid is (cells, GRID_CHANNELS) (channel k = affordance k, the last
     channel = outside, empty = all zeros) and affordance is (affordances + 1,) (the last
     index = none).
@@ -61,7 +64,7 @@ class ObsLayout:
     one_hot: bool = False
 
     @classmethod
-    def build(cls, cells: int, one_hot: bool = False) -> "ObsLayout":
+    def build(cls, cells: int, one_hot: bool = False, town_cells: int = 0) -> "ObsLayout":
         if one_hot:
             grid, here = ((cells, GRID_CHANNELS), 0), ((NUM_AFFORDANCES + 1,), 0)
         else:
@@ -72,7 +75,7 @@ class ObsLayout:
             ("meters", (NUM_METERS,), 0),
             ("affordance",) + here,
             ("time", (3,), 0),
-        )
+        ) + ((("landmarks", (NUM_AFFORDANCES, 3), 0), ("seen_cells", (town_cells,), 0)) if town_cells else ())
         parts, start = [], 0
         for name, shape, categories in specs:
             part = ObsPart(name, start, shape, categories)

@@ -35,7 +35,8 @@ def action_mask(p: WorldParams, s: WorldState, here=None):
 def observe(p: WorldParams, s: WorldState, here=None):
     """[N, D] float32 observation laid out as `p.layout` documents (a fresh array).
 
-    Every element is written, so the buffer needs no zero fill.
+    Every element is written, so the buffer needs no zero fill, except the optional
+    landmark parts, which the env writes next (townlet_env.landmarks).
     """
     ops, lay = p.ops, p.layout
     if p.shared_obs is not None:  # grid, affordance and position depend on the cell alone
@@ -100,5 +101,5 @@ def cell_rows(p: WorldParams):
     rows = _cell_parts(p, state, code_here(p, state))
     lay = p.layout
     rows[:, lay["meters"].slice] = 0.0
-    rows[:, lay["time"].slice] = 0.0
+    rows[:, lay["time"].start :] = 0.0  # and the landmark parts, when present
     return rows

@@ -106,7 +106,7 @@ class WorldParams:
     shared_obs: Any = None    # [cells, D] float32 observation rows of each cell in the shared layout
 
     @classmethod
-    def build(cls, pack: WorldPack, ops, one_hot: bool = False) -> "WorldParams":
+    def build(cls, pack: WorldPack, ops, one_hot: bool = False, landmarks: bool = False) -> "WorldParams":
         g = pack.grid_size
         cells = g * g
         temporal = pack.temporal_mechanics
@@ -170,7 +170,7 @@ class WorldParams:
         return cls(
             pack=pack, ops=ops, grid_size=g, pad=pad, temporal=temporal,
             max_steps=pack.max_steps, reward_mode=pack.reward_mode,
-            layout=ObsLayout.build(observed.shape[1], one_hot),
+            layout=ObsLayout.build(observed.shape[1], one_hot, cells if landmarks else 0),
             action_cost=ops.asarray(cost, f32),
             action_cell_delta=ops.asarray(delta, i64),
             move_mask=ops.asarray(move_mask, b),

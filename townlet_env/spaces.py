@@ -18,6 +18,8 @@ def observation_space(layout: ObsLayout) -> spaces.Box:
             high[part.slice] = part.categories - 1
     t = layout["time"].start
     low[t : t + 2] = -1.0
+    if "landmarks" in layout.names():  # (seen, dx, dy) per affordance: the offsets are signed
+        low[layout["landmarks"].slice] = np.tile([0.0, -1.0, -1.0], layout["landmarks"].shape[0])
     return spaces.Box(low=low, high=high, dtype=np.float32)
 
 

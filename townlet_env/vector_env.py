@@ -27,6 +27,7 @@ from gymnasium.vector.utils import batch_space
 
 from . import dynamics, observation, rewards, towns
 from .backend import TorchOps
+from .landmarks import Landmarks
 from .pack import configure_pack
 from .params import WorldParams
 from .spaces import action_space, observation_space
@@ -52,6 +53,7 @@ class TownletVectorEnv(VectorEnv):
         max_steps: int | None = None,
         layout_pool: str | None = None,
         one_hot: bool = False,
+        landmarks: bool = False,
         render_mode: str | None = None,
         validate_inputs: bool = True,
     ):
@@ -66,7 +68,11 @@ class TownletVectorEnv(VectorEnv):
         self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
         self.ops = TorchOps(device)
         self.device = self.ops.device
-        self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot)
+        self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot, landmarks=landmarks)
+        # The optional landmark parts (townlet_env.landmarks): their tables, and each
+        # agent's memory of the cells it has seen this episode.
+        self._landmarks = Landmarks(self.params) if landmarks else None
+        self._seen = self._landmarks.empty(num_envs) if self._landmarks is not None else None
         self.num_envs = num_envs
         self.torch_output = torch_output
         self.validate_inputs = validate_inputs
@@ -117,7 +123,9 @@ class TownletVectorEnv(VectorEnv):
         self._require_reset()
         from dataclasses import asdict
 
-        return {**{k: v.clone() for k, v in asdict(self.state).items()}, "prev_done": self._prev_done.clone()}
+        extra = {"seen": self._seen.clone()} if self._landmarks is not None else {}
+        return {**{k: v.clone() for k, v in asdict(self.state).items()}, "prev_done": self._prev_done.clone(),
+                **extra}
 
     def load_state_dict(self, state: dict):
         """Restore `state_dict()` output; returns the current (obs, info) like reset()."""
@@ -126,13 +134,16 @@ class TownletVectorEnv(VectorEnv):
         from .state import WorldState
 
         names = [f.name for f in fields(WorldState)]
-        missing = [k for k in names + ["prev_done"] if k not in state]
+        missing = [k for k in names + ["prev_done"] + (["seen"] if self._landmarks is not None else [])
+                   if k not in state]
         if missing:
             raise ValueError(f"env state is missing {missing}")
         if tuple(state["cell"].shape) != (self.num_envs,):
             raise ValueError(f"env state holds {tuple(state['cell'].shape)[0]} towns, this env has {self.num_envs}")
         self.state = WorldState(**{k: state[k].to(self.device) for k in names})
         self._prev_done = state["prev_done"].to(self.device)
+        if self._landmarks is not None:
+            self._seen = state["seen"].to(self.device).clone()
         return self._observe()
 
     # --- gymnasium API -------------------------------------------------------------------
@@ -268,6 +279,8 @@ class TownletVectorEnv(VectorEnv):
         self._here = here = observation.code_here(self.params, self.state)
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)
+        if self._landmarks is not None:
+            self._seen = self._landmarks.write(obs, self._seen, self.state)
         info: dict = {}
         self._add_info(info, "action_mask", self._mask.clone(), present)
         self._add_info(info, "episode_step", self.state.steps.clone(), present)

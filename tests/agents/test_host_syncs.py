@@ -14,6 +14,7 @@ from __future__ import annotations
 import traceback
 from collections import Counter
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -71,10 +72,11 @@ def test_counter_sees_a_flag_read_back():
     assert any("backend.py" in line for _, where in counter.hits for line in where)
 
 
-def test_env_steps_in_torch_mode_never_sync():
+@pytest.mark.parametrize("landmarks", [False, True])
+def test_env_steps_in_torch_mode_never_sync(landmarks):
     n = 64
     env = TownletVectorEnv(n, "L3_temporal_mechanics", torch_output=True, autoreset_mode="SameStep",
-                           validate_inputs=False, layout_mode="per_episode")
+                           validate_inputs=False, layout_mode="per_episode", landmarks=landmarks)
     env.ops.read_flags = False  # the GPU branch
     env.reset(seed=0)
     gen = torch.Generator().manual_seed(0)

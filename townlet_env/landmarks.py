@@ -1,0 +1,70 @@
+"""Landmarks: optional observation parts that remember what the agent has seen this episode.
+
+Through a 5x5 window in a new town every episode, an agent has to remember where the Bed,
+the food and the Job were; an LSTM must first learn to store coordinates before it can
+use them. With `landmarks=True` the observation carries that memory explicitly:
+
+- `landmarks` (affordances, 3): for each affordance, in schema order, whether the agent
+  has seen it this episode and, once seen, where it is from the agent (dx, dy in units of
+  the town's side - 1, so in [-1, 1]; zeros while unseen);
+- `seen_cells` (cells,): which cells of the town it has seen (row-major), what is left
+  to search.
+
+Both are functions of the observation history alone (tests/env/test_landmarks.py rebuilds
+them from the windows and positions): they add no information the agent has not had,
+only memory it no longer has to learn. With full observability every cell is seen at
+the first step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .schema import NUM_AFFORDANCES
+
+
+class Landmarks:
+    """The tables and the batched update of the landmark parts, for one level's params.
+
+    The memory itself is an `[N, padded cells]` bool array owned by the env: True where the
+    agent has seen that cell of its town this episode.
+    """
+
+    def __init__(self, p):
+        ops = p.ops
+        self.ops = ops
+        self.layout = p.layout
+        self.observed = p.observed_cells
+        self.cell_to_padded = p.cell_to_padded
+        self.position = p.position
+        self.padded_cells = p.padded_cells
+        self.codes = ops.arange(NUM_AFFORDANCES)
+        deployed = np.isin(np.arange(NUM_AFFORDANCES), ops.to_numpy(p.deployed_codes))
+        self.deployed = ops.asarray(deployed, ops.bool)
+
+    def empty(self, n: int):
+        """[n, padded cells] memory with nothing seen."""
+        return self.ops.zeros((n, self.padded_cells), self.ops.bool)
+
+    def write(self, obs, seen, s):
+        """Forget towns whose episode is at its first step, mark what each agent's window
+        shows now, and write both parts into `obs` [N, D] (in place). Returns the new
+        memory; `seen` itself is not modified."""
+        ops, xp, lay = self.ops, self.ops.xp, self.layout
+        seen = seen & (s.steps != 0)[:, None]
+        window = ops.lookup(self.observed, s.cell)
+        seen = ops.put(seen, window, ops.full(window.shape, True, ops.bool))
+
+        inside = xp.broadcast_to(self.cell_to_padded[None, :], (s.grid.shape[0], self.cell_to_padded.shape[0]))
+        town = ops.cast(ops.take(s.grid, inside), ops.int64)
+        # each deployed affordance stands on exactly one cell (towns.place_affordances)
+        where = ops.cast(town[:, :, None] == self.codes[None, None, :], ops.int8)
+        cell_of = where.argmax(axis=1)  # [N, affordances]
+        seen_town = ops.take(seen, inside)
+        known = ops.take(seen_town, cell_of) & self.deployed[None, :]
+        known = ops.cast(known, ops.float32)[:, :, None]
+        offset = ops.lookup(self.position, cell_of) - ops.lookup(self.position, s.cell)[:, None, :]
+        marks = xp.concatenate([known, offset * known], 2)
+        obs[:, lay["landmarks"].slice] = marks.reshape(marks.shape[0], -1)
+        obs[:, lay["seen_cells"].slice] = ops.cast(seen_town, ops.float32)
+        return seen
