@@ -65,6 +65,11 @@ class EnvConfig:
     """Step limit of each training life; null uses the level's. Longer lives let training
     see the slow costs (neglected hygiene and social) that a short limit cuts off; the
     final evaluation keeps the level's limit (`train.final_eval_max_steps`)."""
+    landmarks: bool = False
+    """Add the landmark parts to the observation: where each affordance the agent has seen
+    this episode is from it, and which cells it has seen (townlet_env.landmarks). With a
+    new town every episode the LSTM otherwise has to learn to store where each place was
+    before it can go back to it (docs/training.md, "Landmarks")."""
 
 
 @dataclass

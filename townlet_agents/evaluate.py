@@ -62,6 +62,7 @@ def evaluate(cfg) -> dict:
         layout_mode=_pick(cfg.env.layout_mode, saved.get("layout_mode")),
         layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
         max_steps=cfg.env.max_steps,
+        landmarks=bool(saved.get("landmarks", False)),  # the observation the network was trained on
         layout_pool="held_out",  # towns whose layouts training never draws
         render_mode="rgb_array" if cfg.video else None,
     )

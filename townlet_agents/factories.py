@@ -36,7 +36,7 @@ def make_env(cfg, device, num_envs: int | None = None, **kwargs) -> TownletVecto
     return TownletVectorEnv(
         num_envs or e.num_envs, _value(e.level), device=device,
         torch_output=True, reward_mode=_value(e.reward_mode), layout_mode=_value(e.layout_mode),
-        layout_seed=e.layout_seed, **kwargs,
+        layout_seed=e.layout_seed, landmarks=bool(e.get("landmarks", False)), **kwargs,
     )
 
 

@@ -61,13 +61,18 @@ class PositionCellEncoder(nn.Module):
         return self.embedding(xy[..., 0] + self.bins * xy[..., 1])
 
 
+#: Parts with many inputs, encoded `grid_size` wide; the rest get `part_size`.
+_LARGE_PARTS = ("grid", "landmarks")
+
+
 class ObservationEncoder(nn.Module):
     """Encodes each observation part with its own encoder and concatenates the codes.
 
     Real-valued parts get Linear+ReLU; categorical parts (cell codes) a CategoricalEncoder.
-    The grid (the largest part) gets `grid_size` units; the small parts (position, meters,
-    current affordance, time) get `part_size` units each. With `position_cells` the
-    position gets a PositionCellEncoder instead of Linear+ReLU.
+    The large parts (the grid, and the landmarks when present) get `grid_size` units each;
+    the small parts (position, meters, current affordance, time, seen cells) get
+    `part_size` units each. With `position_cells` the position gets a PositionCellEncoder
+    instead of Linear+ReLU.
     """
 
     def __init__(self, layout: ObsLayout, grid_size: int = 64, part_size: int = 16,
@@ -76,7 +81,7 @@ class ObservationEncoder(nn.Module):
         self.layout = layout
         self.encoders = nn.ModuleDict()
         for part in layout.parts:
-            width = grid_size if part.name == "grid" else part_size
+            width = grid_size if part.name in _LARGE_PARTS else part_size
             if part.name == "position" and position_cells:
                 self.encoders[part.name] = PositionCellEncoder(width)
             elif part.categories:

@@ -382,9 +382,12 @@ class Trainer:
         curriculum, the towns themselves and (when saved) the replay buffer."""
         p = payload if payload is not None else load_checkpoint(path, map_location=self.device)
         if p["layout"] != layout_record(self.layout):
+            saved_env = p["config"].get("env", {})
             raise CheckpointError(
                 f"{path}: its observation layout does not match this run's level/encoding "
-                f"(checkpoint level: {p['config'].get('env', {}).get('level')!r}, this run: {self.cfg.env.level!r})")
+                f"(checkpoint level: {saved_env.get('level')!r}, this run: {self.cfg.env.level!r}; "
+                f"checkpoint env.landmarks: {bool(saved_env.get('landmarks', False))}, "
+                f"this run: {bool(self.cfg.env.get('landmarks', False))})")
         check_world(path, p["world_identity"], self.world_identity, self.cfg.get("allow_world_change", False),
                     "resume")
         try:

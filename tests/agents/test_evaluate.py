@@ -136,3 +136,24 @@ def test_evaluation_towns_come_from_the_held_out_pool(tmp_path):
     assert make_env(cfg, "cpu").pack.layout_pool == "train"
     fixed = evaluate(_compose("evaluate", ["policy=random", "episodes=2", "env.level=L2_partial_observability"]))
     assert fixed["layout_pool"] == "shared"
+
+
+def test_a_landmarks_checkpoint_is_evaluated_and_watched_with_its_landmarks(tmp_path):
+    """`env.landmarks` changes the observation: evaluation and the viewer rebuild the env
+    the network was trained on from the checkpoint alone."""
+    from townlet_agents.checkpoint import load_checkpoint
+    from townlet_agents.viewer.sim import EnvChoice, NetworkPolicy, Simulation, make_towns
+
+    run = tmp_path / "run"
+    tiny = [o for o in TINY if not o.startswith("env.num_envs")]
+    Trainer(_compose("config", ["+experiment=pomdp_random_layout", "env.landmarks=true", "env.num_envs=4", *tiny]),
+            run).train()
+    ckpt = run / "checkpoints" / "latest.pt"
+    out = evaluate(_compose("evaluate", [f"checkpoint={ckpt}", "episodes=3", "env.max_steps=30"]))
+    assert out["level"] == "L2_partial_observability" and out["episodes"] == 3
+    payload = load_checkpoint(ckpt)
+    env = make_towns(EnvChoice().with_defaults(payload["config"]["env"]), 2, "cpu")
+    assert "landmarks" in env.obs_layout.names()
+    sim = Simulation(env, NetworkPolicy(payload, env, ckpt.name), seed=0)
+    sim.step()
+    assert sim.frame()["towns"]

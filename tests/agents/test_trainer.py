@@ -347,6 +347,8 @@ WIRING = {
     "env.layout_mode": ("env.layout_mode=per_town", lambda t: t.env.pack.layout_mode, "per_town"),
     "env.layout_seed": ("env.layout_seed=4321", lambda t: t.env.pack.layout_seed, 4321),
     "env.max_steps": ("env.max_steps=321", lambda t: (t.env.params.max_steps, t.max_steps), (321, 321)),
+    "env.landmarks": ("env.landmarks=true", lambda t: ("landmarks" in t.layout.names(),
+                                                       "landmarks" in t.learner.online.encoder.encoders), (True, True)),
     "agent.network": ("agent.network=feedforward", lambda t: (type(t.learner.online).__name__, t.recurrent),
                       ("FeedForwardQNetwork", False)),
     "agent.hidden_size": ("agent.hidden_size=24", lambda t: (t.learner.online.hidden_size, t.actor.state[0].shape[-1],

@@ -50,13 +50,15 @@ class EnvChoice:
     reward_mode: str | None = None
     layout_mode: str | None = None
     layout_seed: int | None = None
+    landmarks: bool | None = None  # what the checkpoint's network was trained to read
 
     def with_defaults(self, saved: dict) -> "EnvChoice":
         """Fill every unset field from a checkpoint's env config; the level at least from
         the default."""
         filled = EnvChoice(*(getattr(self, k) if getattr(self, k) is not None else saved.get(k)
-                             for k in ("level", "reward_mode", "layout_mode", "layout_seed")))
+                             for k in ("level", "reward_mode", "layout_mode", "layout_seed", "landmarks")))
         filled.level = filled.level or DEFAULT_LEVEL
+        filled.landmarks = bool(filled.landmarks)
         return filled
 
 
@@ -67,6 +69,7 @@ def make_towns(choice: EnvChoice, towns: int, device: torch.device) -> TownletVe
         return TownletVectorEnv(towns, choice.level or DEFAULT_LEVEL, device=device, torch_output=True,
                                 autoreset_mode=AutoresetMode.SAME_STEP, reward_mode=choice.reward_mode,
                                 layout_mode=choice.layout_mode, layout_seed=choice.layout_seed,
+                                landmarks=bool(choice.landmarks),
                                 layout_pool="held_out")  # as evaluate: towns training never drew
     except ValueError as e:  # PackError is a ValueError too
         raise WatchError(f"env: {e}") from None
