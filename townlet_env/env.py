@@ -43,8 +43,7 @@ class TownletEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
         self.params = WorldParams.build(self.pack, _OPS, one_hot=one_hot, landmarks=landmarks)
-        self._landmarks = Landmarks(self.params) if landmarks else None
-        self._seen = self._landmarks.empty(1) if self._landmarks is not None else None
+        self._landmarks = Landmarks(self.params, 1) if landmarks else None
         self.render_mode = render_mode
         self.observation_space = observation_space(self.params.layout)
         self.action_space = action_space()
@@ -130,7 +129,7 @@ class TownletEnv(gym.Env):
     def _observe(self):
         obs, info = self._observe_one() if self._fast else self._observe_any()
         if self._landmarks is not None:
-            self._seen = self._landmarks.write(obs[None, :], self._seen, self.state)
+            self._landmarks.write(obs[None, :], self.state)
         return obs, info
 
     def _observe_any(self):

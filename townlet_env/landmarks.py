@@ -24,13 +24,12 @@ from .schema import NUM_AFFORDANCES
 
 
 class Landmarks:
-    """The tables and the batched update of the landmark parts, for one level's params.
-
-    The memory itself is an `[N, padded cells]` bool array owned by the env: True where the
-    agent has seen that cell of its town this episode.
+    """The landmark parts of `n` towns: the level's tables, and `seen`, the memory, an
+    `[n, padded cells]` bool array that is True where the agent has seen that cell of its
+    town this episode (part of the env state, for checkpoints).
     """
 
-    def __init__(self, p):
+    def __init__(self, p, n: int):
         ops = p.ops
         self.ops = ops
         self.layout = p.layout
@@ -41,17 +40,13 @@ class Landmarks:
         self.codes = ops.arange(NUM_AFFORDANCES)
         deployed = np.isin(np.arange(NUM_AFFORDANCES), ops.to_numpy(p.deployed_codes))
         self.deployed = ops.asarray(deployed, ops.bool)
+        self.seen = ops.zeros((n, self.padded_cells), ops.bool)
 
-    def empty(self, n: int):
-        """[n, padded cells] memory with nothing seen."""
-        return self.ops.zeros((n, self.padded_cells), self.ops.bool)
-
-    def write(self, obs, seen, s):
+    def write(self, obs, s):
         """Forget towns whose episode is at its first step, mark what each agent's window
-        shows now, and write both parts into `obs` [N, D] (in place). Returns the new
-        memory; `seen` itself is not modified."""
+        shows now, and write both parts into `obs` [N, D] (in place)."""
         ops, xp, lay = self.ops, self.ops.xp, self.layout
-        seen = seen & (s.steps != 0)[:, None]
+        seen = self.seen & (s.steps != 0)[:, None]
         window = ops.lookup(self.observed, s.cell)
         seen = ops.put(seen, window, ops.full(window.shape, True, ops.bool))
 
@@ -67,4 +62,4 @@ class Landmarks:
         marks = xp.concatenate([known, offset * known], 2)
         obs[:, lay["landmarks"].slice] = marks.reshape(marks.shape[0], -1)
         obs[:, lay["seen_cells"].slice] = ops.cast(seen_town, ops.float32)
-        return seen
+        self.seen = seen

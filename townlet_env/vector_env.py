@@ -69,10 +69,9 @@ class TownletVectorEnv(VectorEnv):
         self.ops = TorchOps(device)
         self.device = self.ops.device
         self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot, landmarks=landmarks)
-        # The optional landmark parts (townlet_env.landmarks): their tables, and each
-        # agent's memory of the cells it has seen this episode.
-        self._landmarks = Landmarks(self.params) if landmarks else None
-        self._seen = self._landmarks.empty(num_envs) if self._landmarks is not None else None
+        # The optional landmark parts (townlet_env.landmarks), with each agent's memory of
+        # the cells it has seen this episode.
+        self._landmarks = Landmarks(self.params, num_envs) if landmarks else None
         self.num_envs = num_envs
         self.torch_output = torch_output
         self.validate_inputs = validate_inputs
@@ -123,7 +122,7 @@ class TownletVectorEnv(VectorEnv):
         self._require_reset()
         from dataclasses import asdict
 
-        extra = {"seen": self._seen.clone()} if self._landmarks is not None else {}
+        extra = {"seen": self._landmarks.seen.clone()} if self._landmarks is not None else {}
         return {**{k: v.clone() for k, v in asdict(self.state).items()}, "prev_done": self._prev_done.clone(),
                 **extra}
 
@@ -143,7 +142,7 @@ class TownletVectorEnv(VectorEnv):
         self.state = WorldState(**{k: state[k].to(self.device) for k in names})
         self._prev_done = state["prev_done"].to(self.device)
         if self._landmarks is not None:
-            self._seen = state["seen"].to(self.device).clone()
+            self._landmarks.seen = state["seen"].to(self.device).clone()
         return self._observe()
 
     # --- gymnasium API -------------------------------------------------------------------
@@ -280,7 +279,7 @@ class TownletVectorEnv(VectorEnv):
         self._mask = observation.action_mask(self.params, self.state, here)
         obs = observation.observe(self.params, self.state, here)
         if self._landmarks is not None:
-            self._seen = self._landmarks.write(obs, self._seen, self.state)
+            self._landmarks.write(obs, self.state)
         info: dict = {}
         self._add_info(info, "action_mask", self._mask.clone(), present)
         self._add_info(info, "episode_step", self.state.steps.clone(), present)
