@@ -62,3 +62,10 @@ def layout_record(layout) -> dict:
     """The observation layout as plain data (stored in checkpoints, compared on resume)."""
     return {"one_hot": layout.one_hot,
             "parts": [[p.name, p.start, list(p.shape), p.categories] for p in layout.parts]}
+
+
+def describe_layout(record: dict) -> str:
+    """A layout record in one line, for messages: its parts with their shapes, e.g.
+    "grid 25, position 2, ..." (the level's window, one-hot and landmarks all show in it)."""
+    parts = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, _, shape, _ in record["parts"])
+    return parts + (" (one-hot)" if record["one_hot"] else "")

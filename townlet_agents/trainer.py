@@ -24,7 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkp
 from .config import check_config, resolve_device
 from .curriculum import Curriculum
 from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
-from .factories import compile_network, layout_record, make_env, make_network, seed_everything
+from .factories import compile_network, describe_layout, layout_record, make_env, make_network, seed_everything
 from .guards import DivergenceGuard
 from .learner import Learner, learner_config
 from .metrics import MetricsSink
@@ -382,12 +382,10 @@ class Trainer:
         curriculum, the towns themselves and (when saved) the replay buffer."""
         p = payload if payload is not None else load_checkpoint(path, map_location=self.device)
         if p["layout"] != layout_record(self.layout):
-            saved_env = p["config"].get("env", {})
             raise CheckpointError(
-                f"{path}: its observation layout does not match this run's level/encoding "
-                f"(checkpoint level: {saved_env.get('level')!r}, this run: {self.cfg.env.level!r}; "
-                f"checkpoint env.landmarks: {bool(saved_env.get('landmarks', False))}, "
-                f"this run: {bool(self.cfg.env.get('landmarks', False))})")
+                f"{path}: its observation layout does not match this run's (checkpoint level "
+                f"{p['config'].get('env', {}).get('level')!r}: {describe_layout(p['layout'])}; this run, level "
+                f"{self.cfg.env.level!r}: {describe_layout(layout_record(self.layout))})")
         check_world(path, p["world_identity"], self.world_identity, self.cfg.get("allow_world_change", False),
                     "resume")
         try:

@@ -313,6 +313,10 @@ def test_resume_refuses_a_checkpoint_of_another_level_or_network(tmp_path):
     other_size = make_trainer(tmp_path / "c", "pomdp", "agent.hidden_size=32", f"resume={path}")
     with pytest.raises(CheckpointError, match="hidden_size"):
         other_size.resume(str(path))
+    # same level, one more observation part: the message names the parts on each side
+    with_landmarks = make_trainer(tmp_path / "d", "pomdp", "env.landmarks=true", f"resume={path}")
+    with pytest.raises(CheckpointError, match=r"time 3; this run.*time 3, landmarks 14x3, seen_cells 64\)"):
+        with_landmarks.resume(str(path))
     other_agents = make_trainer(tmp_path / "d", "pomdp", "env.num_envs=6", f"resume={path}")
     with pytest.raises(CheckpointError, match="num_envs"):
         other_agents.resume(str(path))
