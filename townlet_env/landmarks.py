@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .schema import NUM_AFFORDANCES
+from .schema import NUM_AFFORDANCES, NUM_CELL_CODES
 
 
 class Landmarks:
@@ -37,7 +37,7 @@ class Landmarks:
         self.cell_to_padded = p.cell_to_padded
         self.position = p.position
         self.padded_cells = p.padded_cells
-        self.codes = ops.arange(NUM_AFFORDANCES)
+        self.cell_index = ops.arange(p.cells)[None, :]
         deployed = np.isin(np.arange(NUM_AFFORDANCES), ops.to_numpy(p.deployed_codes))
         self.deployed = ops.asarray(deployed, ops.bool)
         self.seen = ops.zeros((n, self.padded_cells), ops.bool)
@@ -52,9 +52,12 @@ class Landmarks:
 
         inside = xp.broadcast_to(self.cell_to_padded[None, :], (s.grid.shape[0], self.cell_to_padded.shape[0]))
         town = ops.cast(ops.take(s.grid, inside), ops.int64)
-        # each deployed affordance stands on exactly one cell (towns.place_affordances)
-        where = ops.cast(town[:, :, None] == self.codes[None, None, :], ops.int8)
-        cell_of = where.argmax(axis=1)  # [N, affordances]
+        # each deployed affordance stands on exactly one cell (towns.place_affordances):
+        # scatter every cell's index to its code's column; EMPTY and OUTSIDE cells land in
+        # columns past the affordances, which are dropped
+        cells = xp.broadcast_to(self.cell_index, town.shape)
+        cell_of = ops.put(ops.zeros((town.shape[0], NUM_CELL_CODES), ops.int64), town, cells)
+        cell_of = cell_of[:, :NUM_AFFORDANCES]  # [N, affordances]; undeployed ones masked below
         seen_town = ops.take(seen, inside)
         known = ops.take(seen_town, cell_of) & self.deployed[None, :]
         known = ops.cast(known, ops.float32)[:, :, None]
