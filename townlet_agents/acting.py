@@ -7,14 +7,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .exploration import EpsilonSchedule, masked_epsilon_greedy
+from .exploration import EpsilonSchedule, HeldExploration, masked_epsilon_greedy
 
 
 class Actor:
     def __init__(self, net: nn.Module, num_agents: int, device: torch.device,
-                 schedule: EpsilonSchedule | None = None):
+                 schedule: EpsilonSchedule | None = None, hold: HeldExploration | None = None):
         self.net = net
         self.schedule = schedule
+        self.hold = hold  # ez-greedy: exploratory actions held for several steps
         self.num_agents = num_agents
         self.device = device
         self.state = net.initial_state(num_agents, device)
@@ -30,6 +31,8 @@ class Actor:
             eps = torch.zeros(self.num_agents, device=self.device)
         else:
             eps = self.schedule.values(env_step, self.num_agents, self.device)
+        if self.hold is not None:
+            return self.hold.choose(q, action_mask, eps, generator), q, eps
         return masked_epsilon_greedy(q, action_mask, eps, generator), q, eps
 
     @torch.no_grad()
@@ -41,6 +44,8 @@ class Actor:
         """Zero the state of agents whose episode just ended (sync-free multiplication)."""
         keep = (~done).unsqueeze(-1).to(torch.float32)
         self.state = tuple(s * keep for s in self.state)
+        if self.hold is not None:
+            self.hold.end_episodes(done)
 
 
 def masked_entropy(q: Tensor, action_mask: Tensor) -> Tensor:

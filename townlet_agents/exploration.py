@@ -97,6 +97,64 @@ def masked_epsilon_greedy(
     return torch.where(explore, random_action, greedy)
 
 
+class HeldExploration:
+    """Temporally extended epsilon-greedy ("ez-greedy", Dabney et al. 2021), per agent.
+
+    With plain epsilon-greedy an agent that has settled near one spot only ever takes
+    single random steps, so it rarely travels far enough to find what lies beyond its
+    window. Here an exploratory choice is held: when agent ``i`` explores (probability
+    ``epsilon[i]``) it draws a random allowed action and a duration ``n`` from a zeta
+    distribution, ``P(n) ∝ n ** -mu`` for ``1 <= n <= max_hold``, and repeats that action
+    for ``n`` steps. A hold ends early when its action becomes disallowed (a wall) or the
+    agent's episode ends; the agent then decides afresh on that step. Batched, no host
+    synchronisation.
+    """
+
+    def __init__(self, mu: float, num_agents: int, device: torch.device | str = "cpu",
+                 max_hold: int = 100) -> None:
+        if mu <= 1.0:
+            raise ValueError(f"the zeta exponent mu must be > 1, got {mu}")
+        if max_hold < 1:
+            raise ValueError(f"max_hold must be >= 1, got {max_hold}")
+        n = torch.arange(1, max_hold + 1, dtype=torch.float64)
+        weights = n ** -float(mu)
+        # Inverse-CDF table: duration = 1 + number of cdf entries below a uniform draw.
+        self.cdf = (torch.cumsum(weights, 0) / weights.sum()).to(device=device, dtype=torch.float32)
+        self.cdf[-1] = 1.0
+        self.max_hold = int(max_hold)
+        self.left = torch.zeros(num_agents, dtype=torch.long, device=device)
+        self.action = torch.zeros(num_agents, dtype=torch.long, device=device)
+
+    def choose(self, q: Tensor, action_mask: Tensor, epsilon: Tensor,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Actions ``[N]``: a held action while its hold lasts, else masked epsilon-greedy
+        where an exploratory draw starts a new hold."""
+        allowed = action_mask.to(torch.bool)
+        holding = (self.left > 0) & allowed.gather(1, self.action.unsqueeze(1)).squeeze(1)
+        greedy = q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+        scores = torch.rand(q.shape, generator=generator, device=q.device)
+        random_action = scores.masked_fill(~allowed, -1.0).argmax(dim=-1)
+        start = ~holding & (torch.rand(q.shape[:-1], generator=generator, device=q.device) < epsilon)
+        u = torch.rand(q.shape[:-1], generator=generator, device=q.device)
+        duration = torch.searchsorted(self.cdf, u.unsqueeze(1)).squeeze(1).clamp_(max=self.max_hold - 1) + 1
+        self.action = torch.where(start, random_action, self.action)
+        self.left = torch.where(start, duration - 1, torch.where(holding, self.left - 1, torch.zeros_like(self.left)))
+        return torch.where(holding | start, self.action, greedy)
+
+    def end_episodes(self, done: Tensor) -> None:
+        """A hold never carries into the next episode."""
+        self.left = self.left.masked_fill(done, 0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"left": self.left.clone(), "action": self.action.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["left"].shape != self.left.shape:
+            raise ValueError(f"held exploration for {state['left'].shape[0]} agents, this run has {self.left.shape[0]}")
+        self.left = state["left"].to(self.left.device)
+        self.action = state["action"].to(self.action.device)
+
+
 class RunningMeanStd:
     """Running mean and (population) variance of a stream of batches, on any device.
 

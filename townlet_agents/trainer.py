@@ -23,7 +23,7 @@ from .acting import Actor, masked_entropy
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import check_config, resolve_device
 from .curriculum import Curriculum
-from .exploration import RND, EpsilonSchedule, IntrinsicAnnealer
+from .exploration import RND, EpsilonSchedule, HeldExploration, IntrinsicAnnealer
 from .factories import compile_network, describe_layout, layout_record, make_env, make_network, seed_everything
 from .guards import DivergenceGuard
 from .learner import Learner, learner_config
@@ -60,8 +60,10 @@ class Trainer:
         self.replay = SequenceReplay(max(a.replay_capacity, n), n, a.seq_len, self.layout.size, NUM_ACTIONS,
                                      a.hidden_size, self.device, recurrent=self.recurrent,
                                      priority_exponent=a.priority_alpha)
+        hold = HeldExploration(a.epsilon_hold, n, self.device) if a.epsilon_hold else None
         self.actor = Actor(online, n, self.device,
-                           EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder))
+                           EpsilonSchedule(a.epsilon_start, a.epsilon_end, a.epsilon_decay_steps, a.epsilon_ladder),
+                           hold)
         cu = cfg.curriculum
         baselines = None
         if cu.get("idle_baseline", False):
@@ -343,6 +345,7 @@ class Trainer:
             "exploration": {
                 "rnd": self.rnd.state_dict() if self.rnd else {},
                 "annealer": self.annealer.state_dict() if self.annealer else {},
+                "hold": self.actor.hold.state_dict() if self.actor.hold else {},
             },
             "curriculum": self.curriculum.state_dict() if self.curriculum else {},
             "layout": layout_record(self.layout),
@@ -417,6 +420,8 @@ class Trainer:
         else:
             obs, info = self.env.load_state_dict(world["env"])
             self.actor.state = tuple(s.to(self.device) for s in world["actor_state"])
+            if self.actor.hold is not None and p["exploration"].get("hold"):
+                self.actor.hold.load_state_dict(p["exploration"]["hold"])
             ep = world["episode"]
             self.ep_return, self.ep_length, self.ep_entropy = ep["return"], ep["length"], ep["entropy"]
             self.totals = ep["totals"]
