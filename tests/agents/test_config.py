@@ -134,6 +134,8 @@ def test_wrong_type_fails_at_composition_naming_the_key(override, key):
     ("agent.gamma=1.5", "agent.gamma"),
     ("agent.epsilon_start=1.5", "agent.epsilon_start"),
     ("agent.epsilon_end=-0.1", "agent.epsilon_end"),
+    ("agent.epsilon_hold=1.0", "agent.epsilon_hold"),  # zeta needs an exponent above 1
+    ("agent.epsilon_hold=-2", "agent.epsilon_hold"),
     ("agent.burn_in=16", "agent.burn_in"),      # pomdp seq_len is 16: burn_in must be < 16
     ("agent.burn_in=20", "agent.burn_in"),
     ("agent.seq_len=15", "agent.seq_len"),      # odd: sequences overlap by half

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from townlet_agents.exploration import (
     RND,
     EpsilonSchedule,
+    HeldExploration,
     IntrinsicAnnealer,
     RunningMeanStd,
     masked_epsilon_greedy,
@@ -99,6 +100,77 @@ def test_epsilon_is_per_agent():
     assert (actions[:n] == 3).all()  # greedy agents
     explored = (actions[n:] != 3).float().mean().item()
     assert explored == pytest.approx(5 / 6, abs=0.03)  # random agents hit the greedy action 1/6 of the time
+
+
+# ------------------------------------------------------------------ HeldExploration (ez-greedy)
+
+
+def test_hold_durations_follow_the_truncated_zeta_law():
+    # mu = 2, max_hold = 3: P(n) = n^-2 / (1 + 1/4 + 1/9) = 36/49, 9/49, 4/49.
+    hold = HeldExploration(2.0, 1, max_hold=3)
+    assert hold.cdf.tolist() == pytest.approx([36 / 49, 45 / 49, 1.0])
+    n = 49_000
+    hold = HeldExploration(2.0, n, max_hold=3)
+    q = torch.zeros(n, NUM_ACTIONS)
+    q[:, 5] = 1.0
+    mask = torch.ones(n, NUM_ACTIONS, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    hold.choose(q, mask, torch.ones(n), generator=g)  # every agent starts a hold
+    counts = torch.bincount(hold.left + 1, minlength=4)[1:].float()
+    expected = torch.tensor([36_000.0, 9_000.0, 4_000.0])
+    assert ((counts - expected) ** 2 / expected).sum() < 13.8  # chi-square, 2 dof, 99.9%
+
+
+def test_a_hold_repeats_its_action_then_gives_back_to_greedy():
+    hold = HeldExploration(2.0, 1, max_hold=100)
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]])
+    mask = torch.ones(1, NUM_ACTIONS, dtype=torch.bool)
+    hold.action = torch.tensor([2])
+    hold.left = torch.tensor([3])  # three more steps of action 2
+    taken = [hold.choose(q, mask, torch.zeros(1)).item() for _ in range(5)]
+    assert taken == [2, 2, 2, 5, 5]
+    assert hold.left.item() == 0
+
+
+def test_a_hold_ends_at_a_wall_and_at_the_end_of_an_episode():
+    hold = HeldExploration(2.0, 2, max_hold=100)
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]] * 2)
+    hold.action = torch.tensor([0, 0])
+    hold.left = torch.tensor([10, 10])
+    mask = torch.ones(2, NUM_ACTIONS, dtype=torch.bool)
+    mask[0, 0] = False  # agent 0 reached a wall: its held move is no longer allowed
+    assert hold.choose(q, mask, torch.zeros(2)).tolist() == [5, 0]
+    assert hold.left.tolist() == [0, 9]
+    hold.end_episodes(torch.tensor([False, True]))
+    assert hold.left.tolist() == [0, 0]
+    assert hold.choose(q, torch.ones(2, NUM_ACTIONS, dtype=torch.bool), torch.zeros(2)).tolist() == [5, 5]
+
+
+@settings(max_examples=100, deadline=None)
+@given(q_mask_eps())
+def test_held_exploration_never_picks_a_masked_action(sample):
+    q, mask, eps, seed = sample
+    hold = HeldExploration(1.5, q.shape[0], max_hold=8)
+    g = torch.Generator().manual_seed(seed)
+    for step in range(6):  # holds carry over steps whose masks differ
+        m = mask.roll(step, dims=1)
+        actions = hold.choose(q, m, eps, generator=g)
+        assert m.gather(1, actions[:, None]).all()
+        assert (hold.left >= 0).all() and (hold.left < 8).all()
+
+
+def test_held_exploration_state_round_trips_and_checks_its_size():
+    hold = HeldExploration(2.0, 4)
+    hold.left, hold.action = torch.tensor([0, 3, 1, 0]), torch.tensor([1, 2, 3, 4])
+    other = HeldExploration(2.0, 4)
+    other.load_state_dict(hold.state_dict())
+    assert other.left.tolist() == [0, 3, 1, 0] and other.action.tolist() == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="4 agents, this run has 5"):
+        HeldExploration(2.0, 5).load_state_dict(hold.state_dict())
+    with pytest.raises(ValueError, match="mu must be > 1"):
+        HeldExploration(1.0, 4)
+    with pytest.raises(ValueError, match="max_hold"):
+        HeldExploration(2.0, 4, max_hold=0)
 
 
 # ------------------------------------------------------------------ RunningMeanStd
@@ -261,6 +333,9 @@ def test_hot_paths_never_read_tensors_back_to_the_host():
     q = torch.empty(n, NUM_ACTIONS, device=dev)
     mask = torch.empty(n, NUM_ACTIONS, dtype=torch.bool, device=dev)
     assert masked_epsilon_greedy(q, mask, eps).shape == (n,)
+    hold = HeldExploration(2.0, n, device=dev)
+    assert hold.choose(q, mask, eps).shape == (n,)
+    hold.end_episodes(torch.empty(n, dtype=torch.bool, device=dev))
     rms = RunningMeanStd((3,), device=dev)
     rms.update(torch.empty(5, 3, device=dev))
     ann = IntrinsicAnnealer(1.0, window=4, device=dev)

@@ -286,6 +286,21 @@ def test_resumed_run_continues_as_if_never_stopped(tmp_path):
     assert after_600("part2") == after_600("straight") != []
 
 
+def test_resumed_run_with_held_exploration_continues_as_if_never_stopped(tmp_path):
+    # The holds in progress are part of the state: a resumed run acts exactly as the straight one.
+    hold = ("agent.epsilon_hold=1.5", "agent.epsilon_end=0.3")
+    straight = make_trainer(tmp_path / "straight", "pomdp", *RESUME, *hold, "train.total_env_steps=1200")
+    straight.train()
+    make_trainer(tmp_path / "part1", "pomdp", *RESUME, *hold, "train.total_env_steps=600").train()
+    resumed = make_trainer(tmp_path / "part2", "pomdp", *RESUME, *hold, "train.total_env_steps=1200",
+                           f"resume={tmp_path / 'part1' / 'checkpoints' / 'latest.pt'}")
+    resumed.train()
+    assert (straight.actor.hold.left > 0).any()  # some holds were under way at the end
+    assert _same_tensors(resumed.actor.hold.state_dict(), straight.actor.hold.state_dict())
+    assert _same_tensors(resumed.learner.online.state_dict(), straight.learner.online.state_dict())
+    assert _same_tensors(resumed.env.state_dict(), straight.env.state_dict())
+
+
 def test_resume_without_the_replay_refills_it_before_learning(tmp_path):
     # Replay is not saved by default: the resumed run must collect learning_starts env steps
     # again before its first update, not sample an empty or nearly empty buffer.
@@ -388,6 +403,8 @@ WIRING = {
     "agent.epsilon_end": ("agent.epsilon_end=0.02", lambda t: t.actor.schedule.end, 0.02),
     "agent.epsilon_decay_steps": ("agent.epsilon_decay_steps=777", lambda t: t.actor.schedule.decay_steps, 777),
     "agent.epsilon_ladder": ("agent.epsilon_ladder=true", lambda t: t.actor.schedule.ladder, True),
+    "agent.epsilon_hold": ("agent.epsilon_hold=1.5", lambda t: t.actor.hold.cdf[0].item(),
+                           pytest.approx(1 / sum(k ** -1.5 for k in range(1, 101)))),
     "exploration.rnd": ("exploration.rnd=true", lambda t: (t.rnd is not None, t.annealer is not None), (True, True)),
     "exploration.intrinsic_weight": ("exploration.intrinsic_weight=0.25",
                                      lambda t: (t.learner.config.intrinsic_weight, t.annealer.weight), (0.25, 0.25)),
