@@ -140,6 +140,11 @@ class AgentConfig:
     """Env steps of the linear epsilon decay."""
     epsilon_ladder: bool = False
     """Ape-X ladder: a different epsilon per agent around the schedule."""
+    shaping: float = 0.0
+    """Potential-based reward shaping (Ng, Harada and Russell 1999): Phi(s) = shaping * the
+    mean of the observed meters, in the scaled rewards' value units; each step's reward in
+    the TD target gains gamma * Phi(s') - Phi(s) (Phi = 0 after termination), which leaves
+    the optimal policy unchanged. 0 = off."""
     epsilon_hold: float = 0.0
     """0 = plain epsilon-greedy. Above 1: ez-greedy, each exploratory action is held for n
     steps, P(n) proportional to n ** -epsilon_hold (n <= 100), ending early at a wall."""
@@ -341,6 +346,7 @@ def check_agent(a) -> None:
     for key in ("epsilon_start", "epsilon_end"):
         v = getattr(a, key)
         _check(0.0 <= v <= 1.0, f"agent.{key}", f"is a probability, must be in [0, 1], got {v}")
+    _check(a.shaping >= 0, "agent.shaping", f"must be >= 0 (0 = off), got {a.shaping}")
     _check(a.epsilon_hold == 0 or a.epsilon_hold > 1, "agent.epsilon_hold",
            f"must be 0 (off) or a zeta exponent > 1, got {a.epsilon_hold}")
     _check(a.priority_alpha >= 0, "agent.priority_alpha", f"must be >= 0, got {a.priority_alpha}")

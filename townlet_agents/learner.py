@@ -54,6 +54,8 @@ class LearnerConfig:
     """`agent.reward_scale` with null resolved (config.reward_scale)."""
     intrinsic_weight: float
     """Initial weight of the intrinsic reward (the trainer may anneal `Learner.intrinsic_weight`)."""
+    shaping: float = 0.0
+    """`agent.shaping`: weight of the meter potential (0 = no shaping)."""
     huber_delta: float = 1.0
     """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9
@@ -61,7 +63,7 @@ class LearnerConfig:
 
 
 _SHARED = ("lr", "adam_eps", "gamma", "n_step", "burn_in", "loss", "grad_clip", "target_update_every", "tau",
-           "average_decay")
+           "average_decay", "shaping")
 
 
 def learner_config(agent=None, intrinsic_weight: float = 0.0) -> LearnerConfig:
@@ -173,12 +175,15 @@ def sequence_td(
     burn_in: int,
     intrinsic_weight: float | Tensor,
     reward_scale: float = 1.0,
+    shaping: float = 0.0,
 ) -> SequenceTD:
     """Unroll both networks over a replay batch and build Q(s_t, a_t) and its target."""
     L = batch["action"].shape[1]
     if burn_in >= L:
         raise ValueError(f"burn_in ({burn_in}) must be shorter than the sequence length ({L})")
     reward = reward_scale * (batch["reward_ext"] + intrinsic_weight * batch["reward_int"])  # the only place
+    if shaping:
+        reward = reward + meter_shaping(batch["obs"], batch["terminated"], online.layout, gamma, shaping)
     state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
     exact_start = batch.get("episode_start")
 
@@ -202,6 +207,17 @@ def sequence_td(
     )
     q_taken = q_online[:, :-1].gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
     return SequenceTD(q_taken, targets, learning_steps(batch["valid"], burn_in, exact_start))
+
+
+def meter_shaping(obs: Tensor, terminated: Tensor, layout, gamma: float, weight: float) -> Tensor:
+    """Shaping rewards `[B, L]`: gamma * Phi(o_{t+1}) - Phi(o_t), with Phi(o) = weight * the
+    mean of o's meters and Phi = 0 after a termination.
+
+    Potential-based (Ng et al. 1999), so over any n-step window the terms telescope to
+    gamma^m Phi(o_{t+m}) - Phi(o_t): the network learns Q* - Phi and its argmax is the
+    unshaped one. Restoring a meter pays at once instead of only through a longer life."""
+    phi = weight * obs[..., layout["meters"].slice].mean(-1)  # [B, L+1]
+    return gamma * torch.where(terminated, 0.0, phi[:, 1:]) - phi[:, :-1]
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -273,7 +289,7 @@ class Learner:
         cfg = self.config
         td = sequence_td(
             self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
-            cfg.reward_scale,
+            cfg.reward_scale, cfg.shaping,
         )
         loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
 

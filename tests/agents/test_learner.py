@@ -10,6 +10,7 @@ from townlet_agents.learner import (
     Learner,
     SequenceTD,
     learner_config,
+    meter_shaping,
     n_step_targets,
     sequence_loss,
     sequence_priority,
@@ -263,6 +264,38 @@ def test_reward_scale_default_is_one_minus_gamma():
     assert reward_scale(AgentConfig(gamma=0.99, reward_scale=0.5)) == 0.5
     with pytest.raises(ValueError, match="reward_scale"):
         learner_config(AgentConfig(reward_scale=0.0))
+
+
+def test_meter_shaping_hand_computed():
+    # Two steps: meters averaging 0.5, then 0.75 (ate), then 0.25; gamma 0.5, weight 2.
+    obs = torch.zeros(1, 3, LAYOUT.size)
+    meters = LAYOUT["meters"].slice
+    for j, level in enumerate((0.5, 0.75, 0.25)):
+        obs[0, j, meters] = level
+    live = torch.tensor([[F, F]])
+    # Phi = 1.0, 1.5, 0.5: step 0 gains 0.5 * 1.5 - 1.0, step 1 gains 0.5 * 0.5 - 1.5.
+    torch.testing.assert_close(meter_shaping(obs, live, LAYOUT, 0.5, 2.0), torch.tensor([[-0.25, -1.25]]))
+    # A death on step 1: nothing after it has a potential, so the step loses Phi(o_1) whole.
+    dead = torch.tensor([[F, T]])
+    torch.testing.assert_close(meter_shaping(obs, dead, LAYOUT, 0.5, 2.0), torch.tensor([[-0.25, -1.5]]))
+
+
+def test_shaping_telescopes_over_the_n_step_window():
+    """n = 3, gamma 0.5, a sequence of 6 that does not terminate: step t's target gains
+    gamma^3 Phi(o_{t+3}) - Phi(o_t) (fewer steps near the end: the window is cut at len)."""
+    online, target = make_nets()
+    batch = make_batch(lengths=(6,), terminal=(F,))
+    plain = sequence_td(online, target, batch, 0.5, 3, 0, 0.0).targets
+    shaped = sequence_td(online, target, batch, 0.5, 3, 0, 0.0, shaping=0.8).targets
+    phi = 0.8 * batch["obs"][0, :, LAYOUT["meters"].slice].mean(-1)
+    expected = torch.stack([0.5 ** min(3, 6 - t) * phi[min(t + 3, 6)] - phi[t] for t in range(6)])
+    torch.testing.assert_close(shaped[0] - plain[0], expected)
+
+
+def test_shaping_leaves_the_learners_other_settings_alone():
+    assert _config().shaping == 0.0 and _config(shaping=0.3).shaping == 0.3
+    with pytest.raises(ValueError, match="agent.shaping"):
+        learner_config(AgentConfig(shaping=-1.0))
 
 
 # ---------------------------------------------------------------------- Learner
