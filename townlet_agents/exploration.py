@@ -90,11 +90,16 @@ def masked_epsilon_greedy(
     Returns a long tensor ``[N]``.
     """
     allowed = action_mask.to(torch.bool)
-    greedy = q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
-    scores = torch.rand(q.shape, generator=generator, device=q.device)
-    random_action = scores.masked_fill(~allowed, -1.0).argmax(dim=-1)
+    greedy, random_action = _greedy_and_uniform(q, allowed, generator)
     explore = torch.rand(q.shape[:-1], generator=generator, device=q.device) < epsilon
     return torch.where(explore, random_action, greedy)
+
+
+def _greedy_and_uniform(q: Tensor, allowed: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """The greedy allowed action and a uniform draw over the allowed ones, both ``[N]``."""
+    greedy = q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
+    scores = torch.rand(q.shape, generator=generator, device=q.device)
+    return greedy, scores.masked_fill(~allowed, -1.0).argmax(dim=-1)
 
 
 class HeldExploration:
@@ -131,9 +136,7 @@ class HeldExploration:
         where an exploratory draw starts a new hold."""
         allowed = action_mask.to(torch.bool)
         holding = (self.left > 0) & allowed.gather(1, self.action.unsqueeze(1)).squeeze(1)
-        greedy = q.masked_fill(~allowed, float("-inf")).argmax(dim=-1)
-        scores = torch.rand(q.shape, generator=generator, device=q.device)
-        random_action = scores.masked_fill(~allowed, -1.0).argmax(dim=-1)
+        greedy, random_action = _greedy_and_uniform(q, allowed, generator)
         start = ~holding & (torch.rand(q.shape[:-1], generator=generator, device=q.device) < epsilon)
         u = torch.rand(q.shape[:-1], generator=generator, device=q.device)
         duration = torch.searchsorted(self.cdf, u.unsqueeze(1)).squeeze(1).clamp_(max=self.max_hold - 1) + 1
