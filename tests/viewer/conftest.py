@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 # Sized so that some episodes finish (the run logs charts/episodic_length, the curve) and
-# more than one periodic checkpoint exists.
-TINY_RUN = ["+experiment=temporal", "env.num_envs=8", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16",
+# more than one periodic checkpoint exists. Online weights only: the tests compare the
+# viewer's Q-values with the online network's (averaged weights have a test of their own).
+TINY_RUN = ["+experiment=temporal", "agent.average_decay=0.0", "env.num_envs=8", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16",
             "agent.encoder_size=8", "agent.batch_size=4", "agent.learning_starts=400", "wandb.mode=disabled",
             "train.progress_bar=false", "train.total_env_steps=1600", "train.log_every_env_steps=200",
             "checkpoint.every_env_steps=400", "checkpoint.keep=2"]
