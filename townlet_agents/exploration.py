@@ -123,10 +123,10 @@ class HeldExploration:
             raise ValueError(f"max_hold must be >= 1, got {max_hold}")
         n = torch.arange(1, max_hold + 1, dtype=torch.float64)
         weights = n ** -float(mu)
-        # Inverse-CDF table: duration = 1 + number of cdf entries below a uniform draw.
+        # Inverse-CDF table: duration = 1 + number of cdf entries below a uniform draw in
+        # [0, 1); the last entry is exactly 1, so no draw falls past the table.
         self.cdf = (torch.cumsum(weights, 0) / weights.sum()).to(device=device, dtype=torch.float32)
         self.cdf[-1] = 1.0
-        self.max_hold = int(max_hold)
         self.left = torch.zeros(num_agents, dtype=torch.long, device=device)
         self.action = torch.zeros(num_agents, dtype=torch.long, device=device)
 
@@ -139,7 +139,7 @@ class HeldExploration:
         greedy, random_action = _greedy_and_uniform(q, allowed, generator)
         start = ~holding & (torch.rand(q.shape[:-1], generator=generator, device=q.device) < epsilon)
         u = torch.rand(q.shape[:-1], generator=generator, device=q.device)
-        duration = torch.searchsorted(self.cdf, u.unsqueeze(1)).squeeze(1).clamp_(max=self.max_hold - 1) + 1
+        duration = torch.searchsorted(self.cdf, u.unsqueeze(1)).squeeze(1) + 1
         self.action = torch.where(start, random_action, self.action)
         self.left = torch.where(start, duration - 1, torch.where(holding, self.left - 1, torch.zeros_like(self.left)))
         return torch.where(holding | start, self.action, greedy)

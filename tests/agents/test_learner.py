@@ -292,7 +292,7 @@ def test_shaping_telescopes_over_the_n_step_window():
     torch.testing.assert_close(shaped[0] - plain[0], expected)
 
 
-def test_shaping_leaves_the_learners_other_settings_alone():
+def test_shaping_setting_reaches_the_learner_and_is_range_checked():
     assert _config().shaping == 0.0 and _config(shaping=0.3).shaping == 0.3
     with pytest.raises(ValueError, match="agent.shaping"):
         learner_config(AgentConfig(shaping=-1.0))
