@@ -65,6 +65,11 @@ class EnvConfig:
     """Step limit of each training life; null uses the level's. Longer lives let training
     see the slow costs (neglected hygiene and social) that a short limit cuts off; the
     final evaluation keeps the level's limit (`train.final_eval_max_steps`)."""
+    start_spread: float = 0.0
+    """Training lives start with each meter lowered by its own uniform fraction in
+    [0, start_spread) of the level's start (0 = the level's start). A neglected need then
+    costs within the discount horizon instead of hundreds of steps in; every evaluation
+    (the final one, `evaluate`, the benchmarks) starts from the level's meters."""
     landmarks: bool = False
     """Add the landmark parts to the observation: where each affordance the agent has seen
     this episode is from it, and which cells it has seen (townlet_env.landmarks). With a
@@ -390,6 +395,8 @@ def check_config(cfg) -> None:
     check_level(str(cfg.env.level))
     _check(cfg.env.get("max_steps") is None or cfg.env.max_steps >= 1, "env.max_steps",
            f"must be null or >= 1, got {cfg.env.get('max_steps')}")
+    _check(0.0 <= cfg.env.get("start_spread", 0.0) <= 1.0, "env.start_spread",
+           f"must be in [0, 1], got {cfg.env.get('start_spread')}")
     _check(t.summary_episodes >= 0, "train.summary_episodes", f"must be >= 0, got {t.summary_episodes}")
     if cfg.env.layout_seed is not None:
         _check(0 <= cfg.env.layout_seed <= MAX_LAYOUT_SEED, "env.layout_seed",

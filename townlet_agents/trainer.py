@@ -47,7 +47,8 @@ class Trainer:
         seed_everything(cfg.seed)
         a, n = cfg.agent, cfg.env.num_envs
 
-        self.env = make_env(cfg, self.device, autoreset_mode="SameStep", validate_inputs=False)
+        self.env = make_env(cfg, self.device, autoreset_mode="SameStep", validate_inputs=False,
+                            start_spread=cfg.env.get("start_spread", 0.0))
         self.layout = self.env.obs_layout
         self.max_steps = self.env.pack.max_steps
         online = make_network(cfg, self.layout, self.device)

@@ -9,8 +9,9 @@ unless the user passes `allow_world_change=true` (deliberate fine-tuning).
 Left out on purpose: the pack's file name (a renamed copy with the same numbers is the
 same world) and the choices the env constructor and the CLIs override on their own keys,
 which say how the world is run and measured, not how it behaves: `reward_mode`,
-`layout_mode`, `layout_seed`, `layout_pool` and the step limit `max_steps` (evaluation
-runs lives past it on purpose with `env.max_steps`).
+`layout_mode`, `layout_seed`, `layout_pool`, the step limit `max_steps` (evaluation
+runs lives past it on purpose with `env.max_steps`) and training's lowered starts
+`start_spread`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from .checkpoint import CheckpointError
 
 #: WorldPack fields that are how a world is run, not what it is.
-NOT_WORLD = ("name", "reward_mode", "layout_mode", "layout_seed", "layout_pool", "max_steps")
+NOT_WORLD = ("name", "reward_mode", "layout_mode", "layout_seed", "layout_pool", "max_steps", "start_spread")
 #: How many differences an error message lists before "and N more".
 SHOWN = 8
 

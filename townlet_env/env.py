@@ -35,13 +35,14 @@ class TownletEnv(gym.Env):
         layout_seed: int | None = None,
         max_steps: int | None = None,
         layout_pool: str | None = None,
+        start_spread: float = 0.0,
         one_hot: bool = False,
         landmarks: bool = False,
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
-        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool)
+        self.pack = configure_pack(level, reward_mode, layout_mode, layout_seed, max_steps, layout_pool, start_spread)
         self.params = WorldParams.build(self.pack, _OPS, one_hot=one_hot, landmarks=landmarks)
         self._landmarks = Landmarks(self.params, 1) if landmarks else None
         self.render_mode = render_mode

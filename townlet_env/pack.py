@@ -69,6 +69,7 @@ class WorldPack:
     cascade_groups: tuple[tuple[CascadeEdge, ...], ...]
     affordances: tuple[Affordance, ...]  # vocabulary order
     layout_pool: str = "any"  # per-town/per-episode layouts: "train", "held_out" or "any" (schema.LAYOUT_POOLS)
+    start_spread: float = 0.0  # each meter starts at initial x (1 - start_spread x U[0, 1)); 0: the level's start
 
 
 # --- small typed readers ---------------------------------------------------------------
@@ -395,9 +396,10 @@ def _assemble(name: str, d: dict, r: _Reader) -> WorldPack:
 
 def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str | None = None,
                    layout_seed: int | None = None, max_steps: int | None = None,
-                   layout_pool: str | None = None) -> WorldPack:
+                   layout_pool: str | None = None, start_spread: float = 0.0) -> WorldPack:
     """Load a level and apply the env constructor's overrides, checking each one
-    (`max_steps`: e.g. lives longer than the level's limit, for evaluation)."""
+    (`max_steps`: e.g. lives longer than the level's limit, for evaluation; `start_spread`:
+    episodes that start with lowered meters, for training)."""
     choices = {"reward_mode": (reward_mode, REWARD_MODES), "layout_mode": (layout_mode, LAYOUT_MODES),
                "layout_pool": (layout_pool, LAYOUT_POOLS)}
     counts = {"layout_seed": (layout_seed, 0, "a non-negative"), "max_steps": (max_steps, 1, "a positive")}
@@ -412,4 +414,8 @@ def configure_pack(level: str, reward_mode: str | None = None, layout_mode: str 
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
                 raise ValueError(f"{key} must be {kind} integer, got {value!r}")
             overrides[key] = value
+    if isinstance(start_spread, bool) or not isinstance(start_spread, (int, float)) or not 0.0 <= start_spread <= 1.0:
+        raise ValueError(f"start_spread must be a number in [0, 1], got {start_spread!r}")
+    if start_spread:
+        overrides["start_spread"] = float(start_spread)
     return replace(load_pack(level), **overrides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 _M32 = 0xFFFFFFFF
 
 # Streams: independent draws for each purpose.
-SPAWN, HOUR, LAYOUT, TOWN = 1, 2, 3, 4
+SPAWN, HOUR, LAYOUT, TOWN, START = 1, 2, 3, 4, 5
 
 # Layout pools (schema.LAYOUT_POOLS) set the top bit of a layout's 32-bit key. Training
 # draws from one half of the key space and evaluation from the other, so a held-out town's

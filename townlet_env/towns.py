@@ -77,6 +77,7 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     if rows is not None:  # draw for the resetting towns only; every draw is per town
         return _reset_rows(p, s, rows, episode)
     spawn, hour, grid = _draws(p, s.town_seed, episode)
+    start = start_meters(p, s.town_seed, episode)
     if grid is None:
         grid = s.grid
     else:
@@ -84,7 +85,7 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     w = which
     return WorldState(
         cell=xp.where(w, spawn, s.cell),
-        meters=xp.where(w[:, None], p.initial[None, :], s.meters),
+        meters=xp.where(w[:, None], start, s.meters),
         hour=xp.where(w, hour, s.hour),
         progress=xp.where(w, 0, s.progress),
         current=xp.where(w, EMPTY, s.current),
@@ -108,6 +109,18 @@ def _draws(p: WorldParams, seed, episode):
     return spawn, hour, grid
 
 
+def start_meters(p: WorldParams, seed, episode):
+    """The meters new episodes start with: the level's [1, meters], or with the env's
+    `start_spread` s, each meter lowered by its own uniform fraction in [0, s) [N, meters].
+    Lowered starts are for training: they put the cost of a neglected need inside the
+    horizon the learner sees, where a full start reaches it only hundreds of steps in."""
+    spread = p.pack.start_spread
+    if not spread:
+        return p.initial[None, :]
+    u = p.ops.cast(rng.uniform(p.ops, seed, episode, rng.START, NUM_METERS), p.ops.float32)
+    return p.initial[None, :] * (1.0 - spread * u)
+
+
 def _reset_rows(p: WorldParams, s: WorldState, rows, episode) -> WorldState:
     """`reset_towns` for the towns at indices `rows`, written into copies of the state."""
     ops = p.ops
@@ -117,7 +130,7 @@ def _reset_rows(p: WorldParams, s: WorldState, rows, episode) -> WorldState:
                      grid=s.grid if grid is None else ops.copy(s.grid), multiplier=s.multiplier,
                      town_seed=s.town_seed, episode=episode)
     new.cell[rows] = spawn
-    new.meters[rows] = p.initial
+    new.meters[rows] = start_meters(p, s.town_seed[rows], episode[rows])
     new.hour[rows] = hour
     new.progress[rows] = 0
     new.current[rows] = EMPTY
