@@ -150,6 +150,8 @@ def test_wrong_type_fails_at_composition_naming_the_key(override, key):
     ("train.total_env_steps=0", "train.total_env_steps"),
     ("train.summary_episodes=-1", "train.summary_episodes"),
     ("env.max_steps=0", "env.max_steps"),
+    ("env.start_spread=1.5", "env.start_spread"),
+    ("env.start_spread=-0.1", "env.start_spread"),
     ("train.final_eval_max_steps=0", "train.final_eval_max_steps"),
 ])
 def test_out_of_range_values_are_refused_naming_the_key(override, key):

@@ -94,7 +94,7 @@ def test_world_summary_holds_every_pack_number_and_the_layout():
     assert summary["grid_size"] == pack.grid_size and summary["starting_money"] == pack.starting_money
     assert summary["observation.grid.start"] == 0
     assert not any(k in summary for k in ("name", "reward_mode", "layout_mode", "layout_seed", "layout_pool",
-                                          "max_steps"))
+                                          "max_steps", "start_spread"))
 
 
 def test_a_changed_number_changes_the_fingerprint_and_is_named():
@@ -106,9 +106,10 @@ def test_a_changed_number_changes_the_fingerprint_and_is_named():
     a, b = world_identity(env.pack, layout), world_identity(changed, layout)
     assert a["fingerprint"] != b["fingerprint"]
     assert differences(a["summary"], b["summary"]) == [f"Job.ticks: {jobs['Job'].ticks} -> {jobs['Job'].ticks + 1}"]
-    # Layout, reward mode and step limit are how a world is run and measured: same fingerprint.
-    assert world_identity(dataclasses.replace(env.pack, layout_seed=9, reward_mode="interoception", max_steps=5000),
-                          layout)["fingerprint"] == a["fingerprint"]
+    # Layout, reward mode, step limit and training's lowered starts are how a world is run
+    # and measured: same fingerprint.
+    assert world_identity(dataclasses.replace(env.pack, layout_seed=9, reward_mode="interoception", max_steps=5000,
+                                              start_spread=0.5), layout)["fingerprint"] == a["fingerprint"]
 
 
 def test_check_world_refuses_allows_and_warns(capsys):

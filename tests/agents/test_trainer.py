@@ -628,6 +628,23 @@ def test_longer_training_lives_leave_the_final_evaluation_at_the_level_limit(tmp
     assert limits == [1000]  # the level's limit: results stay comparable across training limits
 
 
+def test_lowered_starts_are_for_training_lives_only(tmp_path, monkeypatch):
+    from townlet_agents import episodes as episodes_module
+    spreads = []
+    real = episodes_module.run_episodes
+
+    def recording(env, policy, seed, video_frames=None):
+        spreads.append(env.pack.start_spread)
+        return real(env, policy, seed, video_frames)
+
+    monkeypatch.setattr(episodes_module, "run_episodes", recording)
+    t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=2",
+                     "env.start_spread=0.5", "train.summary_episodes=0")
+    t.train()
+    assert t.env.pack.start_spread == 0.5
+    assert spreads == [0.0]  # the final evaluation starts at the level's meters
+
+
 def test_without_final_evaluation_train_returns_the_training_survival(tmp_path):
     t = make_trainer(tmp_path, "minimal", "train.total_env_steps=4000")
     result = t.train()

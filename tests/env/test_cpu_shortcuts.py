@@ -11,11 +11,12 @@ from townlet_env import LEVELS, TownletVectorEnv
 from townlet_env.schema import INTERACT
 
 
-@pytest.mark.parametrize("layout_mode", [None, "per_episode"])
+@pytest.mark.parametrize("layout_mode,start_spread", [(None, 0.0), ("per_episode", 0.0), ("per_episode", 0.6)])
 @pytest.mark.parametrize("level", LEVELS)
-def test_cpu_shortcuts_match_the_every_row_branch(level, layout_mode):
+def test_cpu_shortcuts_match_the_every_row_branch(level, layout_mode, start_spread):
     n = 24
-    envs = [TownletVectorEnv(n, level, torch_output=True, layout_mode=layout_mode, max_steps=60) for _ in range(2)]
+    envs = [TownletVectorEnv(n, level, torch_output=True, layout_mode=layout_mode, max_steps=60,
+                             start_spread=start_spread) for _ in range(2)]
     assert envs[0].ops.read_flags
     envs[0].ops.subset_min_rows = 0  # the shortcuts at any size
     envs[1].ops.read_flags = False
