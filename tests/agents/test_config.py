@@ -43,10 +43,11 @@ def test_each_experiment_composes_with_its_level_and_network(experiment):
     check_config(cfg)  # every shipped experiment is valid as it stands
 
 
-def test_random_layout_is_pomdp_with_a_layout_per_episode():
+def test_random_layout_is_pomdp_with_a_layout_per_episode_and_lowered_starts():
     random_layout, pomdp = compose_config("+experiment=pomdp_random_layout"), compose_config("+experiment=pomdp")
     assert random_layout.env.layout_mode == LayoutMode.per_episode
-    random_layout.env.layout_mode = pomdp.env.layout_mode
+    assert random_layout.env.start_spread == 0.9 and pomdp.env.start_spread == 0.0
+    random_layout.env.layout_mode, random_layout.env.start_spread = pomdp.env.layout_mode, pomdp.env.start_spread
     assert random_layout == pomdp  # everything else inherited, so the two results compare
 
 
