@@ -366,6 +366,7 @@ WIRING = {
     "env.layout_mode": ("env.layout_mode=per_town", lambda t: t.env.pack.layout_mode, "per_town"),
     "env.layout_seed": ("env.layout_seed=4321", lambda t: t.env.pack.layout_seed, 4321),
     "env.max_steps": ("env.max_steps=321", lambda t: (t.env.params.max_steps, t.max_steps), (321, 321)),
+    "env.start_spread": ("env.start_spread=0.25", lambda t: t.env.pack.start_spread, 0.25),
     "env.landmarks": ("env.landmarks=true", lambda t: ("landmarks" in t.layout.names(),
                                                        "landmarks" in t.learner.online.encoder.encoders), (True, True)),
     "agent.network": ("agent.network=feedforward", lambda t: (type(t.learner.online).__name__, t.recurrent),
