@@ -76,8 +76,7 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
     rows = ops.rows_where(which)
     if rows is not None:  # draw for the resetting towns only; every draw is per town
         return _reset_rows(p, s, rows, episode)
-    spawn, hour, grid = _draws(p, s.town_seed, episode)
-    start = start_meters(p, s.town_seed, episode)
+    spawn, hour, start, grid = _draws(p, s.town_seed, episode)
     if grid is None:
         grid = s.grid
     else:
@@ -98,7 +97,8 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
 
 
 def _draws(p: WorldParams, seed, episode):
-    """Spawn cells, start hours and (per_episode layouts, else None) grids of new episodes."""
+    """Spawn cells, start hours, start meters and (per_episode layouts, else None) grids of
+    new episodes."""
     ops = p.ops
     spawn = ops.cast(rng.uniform(ops, seed, episode, rng.SPAWN, 1)[:, 0] * p.cells, ops.int64)
     if p.pack.random_start_hour and p.temporal:
@@ -106,7 +106,7 @@ def _draws(p: WorldParams, seed, episode):
     else:
         hour = ops.zeros(seed.shape, ops.int64)
     grid = place_affordances(p, seed, episode) if p.pack.layout_mode == "per_episode" else None
-    return spawn, hour, grid
+    return spawn, hour, start_meters(p, seed, episode), grid
 
 
 def start_meters(p: WorldParams, seed, episode):
@@ -124,13 +124,13 @@ def start_meters(p: WorldParams, seed, episode):
 def _reset_rows(p: WorldParams, s: WorldState, rows, episode) -> WorldState:
     """`reset_towns` for the towns at indices `rows`, written into copies of the state."""
     ops = p.ops
-    spawn, hour, grid = _draws(p, s.town_seed[rows], episode[rows])
+    spawn, hour, start, grid = _draws(p, s.town_seed[rows], episode[rows])
     new = WorldState(cell=ops.copy(s.cell), meters=ops.copy(s.meters), hour=ops.copy(s.hour),
                      progress=ops.copy(s.progress), current=ops.copy(s.current), steps=ops.copy(s.steps),
                      grid=s.grid if grid is None else ops.copy(s.grid), multiplier=s.multiplier,
                      town_seed=s.town_seed, episode=episode)
     new.cell[rows] = spawn
-    new.meters[rows] = start_meters(p, s.town_seed[rows], episode[rows])
+    new.meters[rows] = start
     new.hour[rows] = hour
     new.progress[rows] = 0
     new.current[rows] = EMPTY

@@ -612,16 +612,22 @@ def test_final_evaluation_uses_full_difficulty_its_own_seed_and_greedy_actions(t
     assert t.learner.online.training  # back in training mode afterwards
 
 
-def test_longer_training_lives_leave_the_final_evaluation_at_the_level_limit(tmp_path, monkeypatch):
+def _record_evaluation_envs(monkeypatch, read) -> list:
+    """`read(env)` of every env an evaluation loop (`episodes.run_episodes`) runs on."""
     from townlet_agents import episodes as episodes_module
-    limits = []
+    seen = []
     real = episodes_module.run_episodes
 
     def recording(env, policy, seed, video_frames=None):
-        limits.append(env.params.max_steps)
+        seen.append(read(env))
         return real(env, policy, seed, video_frames)
 
     monkeypatch.setattr(episodes_module, "run_episodes", recording)
+    return seen
+
+
+def test_longer_training_lives_leave_the_final_evaluation_at_the_level_limit(tmp_path, monkeypatch):
+    limits = _record_evaluation_envs(monkeypatch, lambda env: env.params.max_steps)
     t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=2",
                      "env.max_steps=1500", "train.summary_episodes=0")
     t.train()
@@ -630,15 +636,7 @@ def test_longer_training_lives_leave_the_final_evaluation_at_the_level_limit(tmp
 
 
 def test_lowered_starts_are_for_training_lives_only(tmp_path, monkeypatch):
-    from townlet_agents import episodes as episodes_module
-    spreads = []
-    real = episodes_module.run_episodes
-
-    def recording(env, policy, seed, video_frames=None):
-        spreads.append(env.pack.start_spread)
-        return real(env, policy, seed, video_frames)
-
-    monkeypatch.setattr(episodes_module, "run_episodes", recording)
+    spreads = _record_evaluation_envs(monkeypatch, lambda env: env.pack.start_spread)
     t = make_trainer(tmp_path, "minimal", "train.total_env_steps=200", "train.final_eval_episodes=2",
                      "env.start_spread=0.5", "train.summary_episodes=0")
     t.train()
