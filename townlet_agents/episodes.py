@@ -7,11 +7,14 @@ import numpy as np
 import torch
 
 
-def run_episodes(env, policy, seed: int, video_frames: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+def run_episodes(env, policy, seed: int, video_frames: list | None = None,
+                 record=None) -> tuple[np.ndarray, np.ndarray]:
     """Step until every town has finished one episode; returns survival and returns [N].
 
     `policy(obs, action_mask) -> actions`; towns are reset with `seed` and run at whatever
     difficulty the env holds (a fresh env: full, 1.0), for at most the level's step limit.
+    A `record` (townlet_agents.life_record.LifeRecord) is shown every first life's actions
+    and endings.
     """
     obs, info = env.reset(seed=seed)
     n = env.num_envs
@@ -22,14 +25,26 @@ def run_episodes(env, policy, seed: int, video_frames: list | None = None) -> tu
         if video_frames is not None and not bool(done_once[0]):
             video_frames.append(env.render())
         action = policy(obs, info["action_mask"])
-        obs, reward, terminated, truncated, info = env.step(action)
         live = ~done_once
+        if record is not None:
+            record.acted(obs, action, live)
+        obs, reward, terminated, truncated, info = env.step(action)
         survival += live.long()
         returns += reward * live
+        if record is not None:
+            record.ended(_last_obs(obs, info), terminated, truncated, live & (terminated | truncated))
         done_once |= terminated | truncated
         if bool(done_once.all()):
             break
     return survival.cpu().numpy(), returns.cpu().numpy()
+
+
+def _last_obs(obs, info):
+    """The observation of each town's latest step: with a same-step autoreset the one that
+    ended an episode is in info["final_obs"]."""
+    if "final_obs" not in info:
+        return obs
+    return torch.where(info["_final_obs"].unsqueeze(1), info["final_obs"], obs)
 
 
 def random_policy(device, seed: int):

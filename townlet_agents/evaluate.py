@@ -27,6 +27,7 @@ from .config import (
 )
 from .episodes import random_policy, run_episodes
 from .factories import layout_record, make_network
+from .life_record import LifeRecord
 from .world_identity import check_world, world_identity
 
 register_eval_configs()
@@ -89,7 +90,8 @@ def evaluate(cfg) -> dict:
         policy = random_policy(device, cfg.seed)
 
     frames: list | None = [] if cfg.video else None
-    survival, returns = run_episodes(env, policy, cfg.seed, frames)
+    record = LifeRecord(env.obs_layout, cfg.episodes, device)
+    survival, returns = run_episodes(env, policy, cfg.seed, frames, record)
     if frames:
         _write_video(cfg.video, frames)
     return {
@@ -110,7 +112,16 @@ def evaluate(cfg) -> dict:
         "reached_limit": float((survival >= env.pack.max_steps).mean()),
         "mean_return": float(returns.mean()),
         "world_changes": world_changes,
+        **record.summary(),
     }
+
+
+def _how_lives_ended(result: dict) -> str:
+    """Two readable lines: how the lives ended, and what the agents pressed INTERACT on."""
+    ended = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in result["ended_by"].items() if v)
+    meters = " ".join(f"{k} {v:.2f}" for k, v in result["meters_at_end"].items())
+    used = ", ".join(f"{k} {v:.2f}" for k, v in result["interacts_per_life"].items() if v) or "nothing"
+    return f"lives ended by: {ended}; mean meters at the end: {meters}\nINTERACTs per life: {used}"
 
 
 def _write_video(path: str, frames: list) -> None:
@@ -133,6 +144,7 @@ def main(cfg) -> None:
         user_error(e)
     print(f"survival over {result['episodes']} episodes on {result['level']}: mean {result['mean_survival']:.1f}, "
           f"median {result['median_survival']:.1f} (limit {result['step_limit']})")
+    print(_how_lives_ended(result))
     print(json.dumps(result))
 
 

@@ -12,6 +12,7 @@ from townlet_agents.checkpoint import CheckpointError
 from townlet_agents.config import ConfigError, compose
 from townlet_agents.evaluate import evaluate, main
 from townlet_agents.trainer import Trainer
+from townlet_env import AFFORDANCES, METERS
 
 TINY = ["env.num_envs=4", "agent.seq_len=8", "agent.burn_in=2", "agent.hidden_size=16", "agent.encoder_size=8",
         "agent.batch_size=4", "agent.learning_starts=200", "wandb.mode=disabled", "train.progress_bar=false",
@@ -34,6 +35,9 @@ def test_random_policy_needs_no_checkpoint():
     assert out["policy"] == "random" and out["episodes"] == 8 and out["level"] == "L0_minimal"
     assert out["layout_mode"] == "shared" and out["reward_mode"] == "survival"  # the pack's defaults
     assert 0 < out["min_survival"] <= out["median_survival"] <= out["max_survival"] <= out["step_limit"]
+    assert set(out["ended_by"]) == {"step_limit", "energy", "health", "both"}  # townlet_agents.life_record
+    assert sum(out["ended_by"].values()) == pytest.approx(1.0)
+    assert set(out["meters_at_end"]) == set(METERS) and set(out["interacts_per_life"]) == set(AFFORDANCES)
 
 
 def test_oracle_policy_is_the_envs_baseline_and_outlives_random_play():
@@ -101,8 +105,11 @@ def test_refusals_name_the_problem(checkpoint, tmp_path):
 def test_main_prints_json_last_and_exits_2_on_user_error(capsys, monkeypatch):
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
     main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=3", "env.level=L0_minimal"]))
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last)["episodes"] == 3
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1])["episodes"] == 3
+    # How the lives went, readable: L0's random lives all die, and only its Bed can be used.
+    assert lines[1].startswith("lives ended by: ") and "step limit" not in lines[1]
+    assert lines[2].startswith("INTERACTs per life: ") and set(lines[2].split(": ")[1].split()[::2]) <= {"Bed", "nothing"}
     with pytest.raises(SystemExit) as e:
         main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=-1"]))
     assert e.value.code == 2

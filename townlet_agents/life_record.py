@@ -1,0 +1,71 @@
+"""How a batch of evaluation lives went: what each agent pressed INTERACT on, and how and
+with which meters its life ended. It answers "what kills my agent?" (a long life that
+dies with hygiene and social at zero never learned the Shower and the Bar), and it reads
+only what every agent sees: the observation, its action and the step's flags.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from townlet_env import AFFORDANCES, METERS
+from townlet_env.schema import INTERACT, LETHAL_METERS, METER, NUM_AFFORDANCES
+
+
+def affordance_codes(layout, obs: torch.Tensor) -> torch.Tensor:
+    """[N] int64: the affordance under each agent (NUM_AFFORDANCES for none), decoded from
+    the observation's `affordance` part in either encoding."""
+    part = obs[:, layout["affordance"].slice]
+    if layout.one_hot:
+        return part.argmax(dim=1)  # the last index is "none"
+    return part[:, 0].long().clamp(max=NUM_AFFORDANCES)  # a floor cell's code is NUM_AFFORDANCES
+
+
+class LifeRecord:
+    """Accumulates over the first life of each of N towns (later lives are not counted)."""
+
+    def __init__(self, layout, num_towns: int, device):
+        self.layout = layout
+        self.meters = layout["meters"].slice
+        self.presses = torch.zeros(num_towns, NUM_AFFORDANCES + 1, device=device)
+        self.meters_at_end = torch.zeros(num_towns, len(METERS), device=device)
+        self.lethal_at_end = torch.zeros(num_towns, len(LETHAL_METERS), dtype=torch.bool, device=device)
+        self.truncated = torch.zeros(num_towns, dtype=torch.bool, device=device)
+        self.rows = torch.arange(num_towns, device=device)
+
+    def acted(self, obs: torch.Tensor, action: torch.Tensor, live: torch.Tensor) -> None:
+        """Count INTERACT by the towns still in their first life, on the affordance they stand on."""
+        pressed = ((action == INTERACT) & live).to(self.presses.dtype)
+        self.presses.index_put_((self.rows, affordance_codes(self.layout, obs)), pressed, accumulate=True)
+
+    def ended(self, last_obs: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor,
+              first_end: torch.Tensor) -> None:
+        """Record the meters of the lives ending now for the first time (`first_end` [N] bool);
+        `last_obs` is each town's observation of its final step."""
+        end = first_end.unsqueeze(1)
+        meters = last_obs[:, self.meters]
+        self.meters_at_end = torch.where(end, meters, self.meters_at_end)
+        lethal = meters[:, [METER[m] for m in LETHAL_METERS]] <= 0
+        self.lethal_at_end = torch.where(end, lethal, self.lethal_at_end)
+        self.truncated = torch.where(first_end, truncated & ~terminated, self.truncated)
+
+    def summary(self) -> dict:
+        """Means over towns: INTERACT presses per life by affordance (a multi-tick
+        interaction counts each tick), meters on the last step, and how the lives ended."""
+        per_life = self.presses[:, :NUM_AFFORDANCES].mean(dim=0).tolist()
+        meters = self.meters_at_end.mean(dim=0).tolist()
+        zeroed = self.lethal_at_end & ~self.truncated.unsqueeze(1)  # lethal meters at 0 in a death
+        alone = zeroed & (zeroed.sum(dim=1, keepdim=True) == 1)
+        return {
+            "interacts_per_life": {name: round(x, 3) for name, x in zip(AFFORDANCES, per_life)},
+            "meters_at_end": {name: round(x, 4) for name, x in zip(METERS, meters)},
+            "ended_by": {
+                "step_limit": _fraction(self.truncated),
+                **{name: _fraction(alone[:, i]) for i, name in enumerate(LETHAL_METERS)},
+                "both": _fraction(zeroed.sum(dim=1) > 1),
+            },
+        }
+
+
+def _fraction(flags: torch.Tensor) -> float:
+    return round(float(flags.double().mean()), 4)
