@@ -30,7 +30,14 @@ EXPERIMENTS = {
     "pomdp": ("L2_partial_observability", NetworkKind.recurrent, 16, 4),
     "pomdp_random_layout": ("L2_partial_observability", NetworkKind.recurrent, 16, 4),
     "temporal": ("L3_temporal_mechanics", NetworkKind.recurrent, 16, 4),
+    "temporal_random_layout": ("L3_temporal_mechanics", NetworkKind.recurrent, 16, 4),
 }
+
+
+def test_the_table_above_lists_every_shipped_experiment():
+    from townlet_agents.config import CONF_DIR
+
+    assert set(EXPERIMENTS) == {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
@@ -51,6 +58,13 @@ def test_random_layout_is_pomdp_with_a_layout_per_episode_and_lowered_starts():
     assert random_layout == pomdp  # everything else inherited, so the two results compare
 
 
+def test_temporal_random_layout_is_temporal_with_a_layout_per_episode():
+    random_layout, temporal = compose_config("+experiment=temporal_random_layout"), compose_config("+experiment=temporal")
+    assert random_layout.env.layout_mode == LayoutMode.per_episode
+    random_layout.env.layout_mode = temporal.env.layout_mode
+    assert random_layout == temporal  # everything else inherited
+
+
 def test_defaults_without_experiment_are_the_schema_defaults():
     cfg = compose_config()
     assert cfg.env.level == "L0_5_dual_resource"  # the README's main command: a short run
@@ -63,7 +77,7 @@ def test_defaults_without_experiment_are_the_schema_defaults():
     assert cfg.curriculum.enabled is False
 
 
-@pytest.mark.parametrize("experiment", ["minimal", "full_obs", "pomdp", "pomdp_random_layout", "temporal"])
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_every_experiment_names_its_level_and_budget(experiment):
     """The base config's level and budget are the default run's; an experiment that relied
     on them would change whenever the default run does."""
