@@ -58,10 +58,11 @@ def test_random_layout_is_pomdp_with_a_layout_per_episode_and_lowered_starts():
     assert random_layout == pomdp  # everything else inherited, so the two results compare
 
 
-def test_temporal_random_layout_is_temporal_with_a_layout_per_episode():
+def test_temporal_random_layout_is_temporal_with_a_layout_per_episode_and_lowered_starts():
     random_layout, temporal = compose_config("+experiment=temporal_random_layout"), compose_config("+experiment=temporal")
     assert random_layout.env.layout_mode == LayoutMode.per_episode
-    random_layout.env.layout_mode = temporal.env.layout_mode
+    assert random_layout.env.start_spread == 0.9 and temporal.env.start_spread == 0.0
+    random_layout.env.layout_mode, random_layout.env.start_spread = temporal.env.layout_mode, temporal.env.start_spread
     assert random_layout == temporal  # everything else inherited
 
 
