@@ -50,20 +50,14 @@ def test_each_experiment_composes_with_its_level_and_network(experiment):
     check_config(cfg)  # every shipped experiment is valid as it stands
 
 
-def test_random_layout_is_pomdp_with_a_layout_per_episode_and_lowered_starts():
-    random_layout, pomdp = compose_config("+experiment=pomdp_random_layout"), compose_config("+experiment=pomdp")
+@pytest.mark.parametrize("experiment, fixed_town", [("pomdp_random_layout", "pomdp"),
+                                                 ("temporal_random_layout", "temporal")])
+def test_random_layout_is_its_fixed_town_experiment_with_new_towns_and_lowered_starts(experiment, fixed_town):
+    random_layout, fixed = compose_config(f"+experiment={experiment}"), compose_config(f"+experiment={fixed_town}")
     assert random_layout.env.layout_mode == LayoutMode.per_episode
-    assert random_layout.env.start_spread == 0.9 and pomdp.env.start_spread == 0.0
-    random_layout.env.layout_mode, random_layout.env.start_spread = pomdp.env.layout_mode, pomdp.env.start_spread
-    assert random_layout == pomdp  # everything else inherited, so the two results compare
-
-
-def test_temporal_random_layout_is_temporal_with_a_layout_per_episode_and_lowered_starts():
-    random_layout, temporal = compose_config("+experiment=temporal_random_layout"), compose_config("+experiment=temporal")
-    assert random_layout.env.layout_mode == LayoutMode.per_episode
-    assert random_layout.env.start_spread == 0.9 and temporal.env.start_spread == 0.0
-    random_layout.env.layout_mode, random_layout.env.start_spread = temporal.env.layout_mode, temporal.env.start_spread
-    assert random_layout == temporal  # everything else inherited
+    assert random_layout.env.start_spread == 0.9 and fixed.env.start_spread == 0.0
+    random_layout.env.layout_mode, random_layout.env.start_spread = fixed.env.layout_mode, fixed.env.start_spread
+    assert random_layout == fixed  # everything else inherited, so the two results compare
 
 
 def test_defaults_without_experiment_are_the_schema_defaults():
