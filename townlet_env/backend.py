@@ -147,3 +147,7 @@ class TorchOps:
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy()
+
+    def from_numpy(self, a):
+        """A CPU tensor sharing the memory of numpy array `a`."""
+        return torch.from_numpy(a)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import fused
 from .observation import action_mask as _action_mask
 from .observation import code_here
 from .params import EMPTY, ENERGY, FITNESS, HEALTH, INTERACTION, MONEY, WorldParams
@@ -38,6 +39,8 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     here = code_here(p, s) if here is None else here
     if mask is None:
         mask = _action_mask(p, s, here)
+    if p.fused is not None and ops.read_flags:  # the CPU: one compiled pass over the towns
+        return _fused_step(p, s, action, mask, here)
     allowed = ops.take(mask, action[:, None])[:, 0]
     act = xp.where(allowed, action, WAIT)
 
@@ -93,6 +96,17 @@ def step(p: WorldParams, s: WorldState, action, mask=None, here=None) -> tuple[W
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     out = StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, ~allowed)
     return new, out
+
+
+def _fused_step(p: WorldParams, s: WorldState, action, mask, here) -> tuple[WorldState, StepOutput]:
+    """`step` through the compiled one-pass kernel (townlet_env.fused), on CPU tensors,
+    which share their memory with the numpy arrays the kernel reads and writes."""
+    ops, host = p.ops, p.ops.to_numpy
+    out = fused.step_arrays(p.fused, host(action), host(mask), host(here), host(s.cell), host(s.meters),
+                            host(s.hour), host(s.progress), host(s.current), host(s.steps), host(s.multiplier))
+    cell, m, hour, progress, current, steps, terminated, truncated, masked = (ops.from_numpy(a) for a in out)
+    new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
+    return new, StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, masked)
 
 
 def _interact(p: WorldParams, m, pressing, here, current, progress):

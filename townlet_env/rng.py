@@ -16,7 +16,7 @@ SPAWN, HOUR, LAYOUT, TOWN, START = 1, 2, 3, 4, 5
 # draws from one half of the key space and evaluation from the other, so a held-out town's
 # layout comes from a key that training can never use (docs/training.md, "Held-out
 # towns"). "any" keeps the key as hashed.
-_POOL_BIT = {"train": 0, "held_out": 1}
+POOL_BIT = {"train": 0, "held_out": 1}
 
 
 def pcg_hash(x):
@@ -38,7 +38,7 @@ def uniform(ops, seed, episode, stream: int, count: int, pool: str = "any"):
     """[N, count] float64 uniform draws in [0, 1) for each town, keyed from `pool`'s half
     of the key space."""
     k = keys(seed, episode, stream)[:, None]
-    if pool in _POOL_BIT:
-        k = (k & 0x7FFFFFFF) | (_POOL_BIT[pool] << 31)
+    if pool in POOL_BIT:
+        k = (k & 0x7FFFFFFF) | (POOL_BIT[pool] << 31)
     bits = pcg_hash(k ^ pcg_hash(ops.arange(count)[None, :] + 0x9E3779B9))
     return ops.cast(bits, ops.float64) / 4294967296.0

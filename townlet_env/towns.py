@@ -67,11 +67,16 @@ def new_state(p: WorldParams, town_seed, layout_seed: int) -> WorldState:
     )
 
 
-def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
-    """Start a new episode in the towns where `which` [N] is True; others are untouched."""
+def reset_towns(p: WorldParams, s: WorldState, which, overwrite: bool = False) -> WorldState:
+    """Start a new episode in the towns where `which` [N] is True; others are untouched.
+
+    `overwrite`: the caller hands `s` over, so its arrays (the grid too) may be written in
+    place rather than copied; the compiled CPU path does so, the others ignore it."""
     ops, xp = p.ops, p.ops.xp
     if ops.none(which):
         return s
+    if p.fused is not None and ops.read_flags:  # the CPU: one compiled pass over the towns
+        return _fused_reset(p, s, which, overwrite)
     episode = s.episode + ops.cast(which, ops.int64)
     rows = ops.rows_where(which)
     if rows is not None:  # draw for the resetting towns only; every draw is per town
@@ -94,6 +99,21 @@ def reset_towns(p: WorldParams, s: WorldState, which) -> WorldState:
         town_seed=s.town_seed,
         episode=episode,
     )
+
+
+def _fused_reset(p: WorldParams, s: WorldState, which, overwrite: bool) -> WorldState:
+    """`reset_towns` through the compiled kernel (townlet_env.fused) on CPU tensors."""
+    from . import fused  # imports params, which imports this module
+
+    host = p.ops.to_numpy
+    out = fused.reset_arrays(p.fused, host(which), host(s.cell), host(s.meters), host(s.hour), host(s.progress),
+                             host(s.current), host(s.steps), host(s.episode), host(s.grid), host(s.town_seed),
+                             overwrite)
+    if overwrite:
+        return s
+    cell, meters, hour, progress, current, steps, episode, grid = (p.ops.from_numpy(a) for a in out)
+    return WorldState(cell, meters, hour, progress, current, steps, grid if p.fused.per_episode else s.grid,
+                      s.multiplier, s.town_seed, episode)
 
 
 def _draws(p: WorldParams, seed, episode):

@@ -25,7 +25,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import dynamics, observation, rewards, towns
+from . import dynamics, fused, observation, rewards, towns
 from .backend import TorchOps
 from .landmarks import Landmarks
 from .pack import configure_pack
@@ -201,7 +201,7 @@ class TownletVectorEnv(VectorEnv):
         elif self.autoreset_mode == AutoresetMode.NEXT_STEP:
             # Towns whose episode ended last step start a new one instead of stepping.
             resetting = self._prev_done
-            self.state = towns.reset_towns(p, after, resetting)
+            self.state = towns.reset_towns(p, after, resetting, overwrite=True)  # `after` is ours alone
             keep = ~resetting
             reward = out.reward * keep
             terminated, truncated = out.terminated & keep, out.truncated & keep
@@ -214,7 +214,7 @@ class TownletVectorEnv(VectorEnv):
             self.state = after
             final_obs, final_info = self._observe(present=done)
             self._add_info(final_info, "action_masked", out.masked, present=done)
-            self.state = towns.reset_towns(p, after, done)
+            self.state = towns.reset_towns(p, after, done, overwrite=True)
             reward, terminated, truncated = out.reward, out.terminated, out.truncated
             obs, info = self._observe()
             # an ended town's step is reported in final_info; its new episode took no action yet
@@ -276,9 +276,16 @@ class TownletVectorEnv(VectorEnv):
             raise RuntimeError("call reset() before step(), action_masks() or render()")
 
     def _observe(self, present: torch.Tensor | None = None) -> tuple[Any, dict]:
-        self._here = here = observation.code_here(self.params, self.state)
-        self._mask = observation.action_mask(self.params, self.state, here)
-        obs = observation.observe(self.params, self.state, here)
+        p, s = self.params, self.state
+        if p.fused is not None and p.fused.observes and self.ops.read_flags:  # one compiled pass (CPU)
+            host = self.ops.to_numpy
+            arrays = fused.observe_arrays(p.fused, host(s.cell), host(s.meters), host(s.hour), host(s.progress),
+                                          host(s.current), host(s.grid))
+            self._here, self._mask, obs = (torch.from_numpy(a) for a in arrays)
+        else:
+            self._here = here = observation.code_here(p, s)
+            self._mask = observation.action_mask(p, s, here)
+            obs = observation.observe(p, s, here)
         if self._landmarks is not None:
             self._landmarks.write(obs, self.state)
         info: dict = {}
