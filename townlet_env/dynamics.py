@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import fused
 from .observation import action_mask as _action_mask
 from .observation import code_here
 from .params import EMPTY, ENERGY, FITNESS, HEALTH, INTERACTION, MONEY, WorldParams
@@ -102,8 +101,8 @@ def _fused_step(p: WorldParams, s: WorldState, action, mask, here) -> tuple[Worl
     """`step` through the compiled one-pass kernel (townlet_env.fused), on CPU tensors,
     which share their memory with the numpy arrays the kernel reads and writes."""
     ops, host = p.ops, p.ops.to_numpy
-    out = fused.step_arrays(p.fused, host(action), host(mask), host(here), host(s.cell), host(s.meters),
-                            host(s.hour), host(s.progress), host(s.current), host(s.steps), host(s.multiplier))
+    out = p.fused.step(host(action), host(mask), host(here), host(s.cell), host(s.meters), host(s.hour),
+                       host(s.progress), host(s.current), host(s.steps), host(s.multiplier))
     cell, m, hour, progress, current, steps, terminated, truncated, masked = (ops.from_numpy(a) for a in out)
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     return new, StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, masked)

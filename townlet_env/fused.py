@@ -1,13 +1,15 @@
-"""The world's step for every town in one compiled pass over the towns (CPU).
+"""The vector env's step, resets and observation, each as one compiled pass over the towns (CPU).
 
-`dynamics.step` is written as 20-40 whole-batch torch operations, each a pass over
-[N, meters] arrays; at thousands of towns on one CPU thread those passes, not the
-arithmetic, are the cost. Here the same rules run town by town in a loop compiled by
-numba, with each town's meters in registers: one pass over the state instead of dozens.
+`dynamics.step`, `towns.reset_towns` and `observation.observe` are written as whole-batch
+operations, each a pass over [N, ...] arrays; at thousands of towns on one CPU thread
+those passes, not the arithmetic, are the cost. Here the same rules run town by town in
+loops compiled by numba: one pass over the state instead of dozens.
 
-It computes exactly what `dynamics.step` does, operation for operation in float32, so
-the two agree bit for bit (tests/env/test_fused_step.py plays every level both ways).
-The reward stays with `rewards.reward`, which is cheap and mode-dependent.
+They compute exactly what the torch code does, operation for operation in float32 (and
+the same integer hashes for the draws), so the two agree bit for bit
+(tests/env/test_cpu_shortcuts.py plays every level both ways). The reward stays with
+`rewards.reward`, which is cheap and mode-dependent. numba is imported only when a CPU
+torch env is built (WorldParams), so the single env never loads it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ _PRICE, _TICKS = INTERACTION.tick_price, INTERACTION.ticks
 
 
 class FusedTables:
-    """What the kernel reads, as numpy arrays and float32 scalars, built once per env."""
+    """What the kernels read, as numpy arrays and float32 scalars, built once per env, and
+    the three entry points: `step`, `reset` and `observe`."""
 
     def __init__(self, p: WorldParams):
         host = p.ops.to_numpy
@@ -72,45 +75,45 @@ class FusedTables:
         self.obs_at = np.array([lay["grid"].start, lay["affordance"].start, lay["position"].start,
                                 lay["meters"].start, lay["time"].start], np.int64)
 
+    def step(self, action, mask, here, cell, meters, hour, progress, current, steps, multiplier):
+        """The new cell, meters, hour, progress, current and steps of every town, and its
+        terminated, truncated and masked flags: numpy arrays (fresh), from numpy inputs."""
+        n = cell.shape[0]
+        out = (np.empty(n, np.int64), np.empty((n, NUM_METERS), np.float32), np.empty(n, np.int64),
+               np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
+               np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.bool_))
+        _step_towns(action, mask, here, cell, meters, hour, progress, current, steps, multiplier,
+                    self.action_cost, self.cell_delta, self.interaction, self.open_at, self.depletion, self.modulation,
+                    self.threshold, self.sources, self.strengths, self.starts, self.max_steps, self.temporal, *out)
+        return out
 
-def step_arrays(t: FusedTables, action, mask, here, cell, meters, hour, progress, current, steps, multiplier):
-    """The new cell, meters, hour, progress, current and steps of every town, and its
-    terminated, truncated and masked flags: numpy arrays (fresh), from numpy inputs."""
-    n = cell.shape[0]
-    out = (np.empty(n, np.int64), np.empty((n, NUM_METERS), np.float32), np.empty(n, np.int64),
-           np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64),
-           np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.bool_))
-    _step_towns(action, mask, here, cell, meters, hour, progress, current, steps, multiplier,
-                t.action_cost, t.cell_delta, t.interaction, t.open_at, t.depletion, t.modulation,
-                t.threshold, t.sources, t.strengths, t.starts, t.max_steps, t.temporal, *out)
-    return out
+    def reset(self, which, cell, meters, hour, progress, current, steps, episode, grid, town_seed,
+              overwrite: bool = False):
+        """`towns.reset_towns` from numpy inputs: the cell, meters, hour, progress, current,
+        steps, episode and grid arrays with a new episode begun in the towns where `which` is
+        set. Fresh arrays (the grid only where layouts are drawn per episode), or with
+        `overwrite` the inputs themselves, written in place."""
+        state = (cell, meters, hour, progress, current, steps, episode)
+        if overwrite:
+            out = state + (grid,)
+        else:
+            out = tuple(a.copy() for a in state) + (grid.copy() if self.per_episode else grid,)
+        _reset_towns(which, town_seed, self.cells, self.random_hour, self.spread, self.initial, self.per_episode,
+                     self.pool_bit, self.deployed_codes, self.cell_to_padded, *out)
+        return out
 
-
-def reset_arrays(t: FusedTables, which, cell, meters, hour, progress, current, steps, episode, grid, town_seed,
-                 overwrite: bool = False):
-    """`towns.reset_towns` from numpy inputs: the cell, meters, hour, progress, current,
-    steps, episode and grid arrays with a new episode begun in the towns where `which` is
-    set. Fresh arrays (the grid only where layouts are drawn per episode), or with
-    `overwrite` the inputs themselves, written in place."""
-    state = (cell, meters, hour, progress, current, steps, episode)
-    out = state + (grid,) if overwrite else tuple(a.copy() for a in state) + (grid.copy() if t.per_episode else grid,)
-    _reset_towns(which, town_seed, t.cells, t.random_hour, t.spread, t.initial, t.per_episode, t.pool_bit,
-                 t.deployed_codes, t.cell_to_padded, *out)
-    return out
-
-
-def observe_arrays(t: FusedTables, cell, meters, hour, progress, current, grid):
-    """`observation.code_here`, `action_mask` and `observe` in one pass (when
-    `t.observes`): the [N] codes under the agents, the [N, 6] masks and the [N, D]
-    observations, fresh numpy arrays. As in `observe`, the optional landmark parts of
-    towns that do not share a layout are left unwritten, for the env to fill."""
-    n = cell.shape[0]
-    here, mask, obs = np.empty(n, np.int64), np.empty((n, t.move_mask.shape[1]), np.bool_), \
-        np.empty((n, t.obs_size), np.float32)
-    _observe_towns(cell, meters, hour, progress, current, grid, t.shared, t.shared_obs, t.shared_here,
-                   t.cell_to_padded, t.observed_cells, t.position, t.move_mask, t.open_at, t.hour_trig,
-                   t.inv_ticks, t.obs_at, here, mask, obs)
-    return here, mask, obs
+    def observe(self, cell, meters, hour, progress, current, grid):
+        """`observation.code_here`, `action_mask` and `observe` in one pass (when
+        `self.observes`): the [N] codes under the agents, the [N, 6] masks and the [N, D]
+        observations, fresh numpy arrays. As in `observe`, the optional landmark parts of
+        towns that do not share a layout are left unwritten, for the env to fill."""
+        n = cell.shape[0]
+        here, mask, obs = np.empty(n, np.int64), np.empty((n, self.move_mask.shape[1]), np.bool_), \
+            np.empty((n, self.obs_size), np.float32)
+        _observe_towns(cell, meters, hour, progress, current, grid, self.shared, self.shared_obs,
+                       self.shared_here, self.cell_to_padded, self.observed_cells, self.position, self.move_mask,
+                       self.open_at, self.hour_trig, self.inv_ticks, self.obs_at, here, mask, obs)
+        return here, mask, obs
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -104,7 +104,7 @@ class WorldParams:
     energy_depletion: float
     idle_energy_cost: float   # cheapest per-step energy cost of an agent that never interacts
     shared_obs: Any = None    # [cells, D] float32 observation rows of each cell in the shared layout
-    fused: Any = None         # fused.FusedTables: the tables of the compiled CPU step (torch on the CPU only)
+    fused: Any = None         # fused.FusedTables: the compiled CPU step, resets and observation (torch on the CPU)
 
     @classmethod
     def build(cls, pack: WorldPack, ops, one_hot: bool = False, landmarks: bool = False) -> "WorldParams":

@@ -103,12 +103,9 @@ def reset_towns(p: WorldParams, s: WorldState, which, overwrite: bool = False) -
 
 def _fused_reset(p: WorldParams, s: WorldState, which, overwrite: bool) -> WorldState:
     """`reset_towns` through the compiled kernel (townlet_env.fused) on CPU tensors."""
-    from . import fused  # imports params, which imports this module
-
     host = p.ops.to_numpy
-    out = fused.reset_arrays(p.fused, host(which), host(s.cell), host(s.meters), host(s.hour), host(s.progress),
-                             host(s.current), host(s.steps), host(s.episode), host(s.grid), host(s.town_seed),
-                             overwrite)
+    out = p.fused.reset(host(which), host(s.cell), host(s.meters), host(s.hour), host(s.progress), host(s.current),
+                        host(s.steps), host(s.episode), host(s.grid), host(s.town_seed), overwrite)
     if overwrite:
         return s
     cell, meters, hour, progress, current, steps, episode, grid = (p.ops.from_numpy(a) for a in out)

@@ -25,7 +25,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from . import dynamics, fused, observation, rewards, towns
+from . import dynamics, observation, rewards, towns
 from .backend import TorchOps
 from .landmarks import Landmarks
 from .pack import configure_pack
@@ -279,7 +279,7 @@ class TownletVectorEnv(VectorEnv):
         p, s = self.params, self.state
         if p.fused is not None and p.fused.observes and self.ops.read_flags:  # one compiled pass (CPU)
             host = self.ops.to_numpy
-            arrays = fused.observe_arrays(p.fused, host(s.cell), host(s.meters), host(s.hour), host(s.progress),
+            arrays = p.fused.observe(host(s.cell), host(s.meters), host(s.hour), host(s.progress),
                                           host(s.current), host(s.grid))
             self._here, self._mask, obs = (torch.from_numpy(a) for a in arrays)
         else:

@@ -14,7 +14,8 @@ from townlet_env.schema import INTERACT
 
 CASES = [dict(layout_mode=None), dict(layout_mode="per_episode"), dict(layout_mode="per_episode", start_spread=0.6),
          dict(layout_mode="per_town", layout_pool="held_out", start_spread=0.3)]
-VARIANTS = [dict(one_hot=True, landmarks=True), dict(layout_mode="per_episode", one_hot=True, autoreset_mode="SameStep"),
+VARIANTS = [dict(one_hot=True, landmarks=True),
+            dict(layout_mode="per_episode", one_hot=True, autoreset_mode="SameStep"),
             dict(layout_mode="per_episode", landmarks=True, autoreset_mode="SameStep", layout_pool="train"),
             dict(reward_mode="interoception", start_spread=0.5), dict(reward_mode="baseline_relative")]
 

@@ -43,8 +43,8 @@ def test_compiled_kernels_compute_what_their_python_says(level, options, monkeyp
     observe_in = [host(x) for x in (s.cell, s.meters, s.hour, s.progress, s.current, s.grid)]
 
     def run_all():
-        return (fused.step_arrays(t, action, mask, here, *state, host(s.multiplier)),
-                fused.reset_arrays(t, which, *reset_in), fused.observe_arrays(t, *observe_in))
+        return (t.step(action, mask, here, *state, host(s.multiplier)), t.reset(which, *reset_in),
+                t.observe(*observe_in))
 
     compiled = run_all()
     for name in ("_step_towns", "_reset_towns", "_observe_towns", "_hash", "_uniform"):
@@ -69,8 +69,8 @@ def test_the_gpu_branch_never_enters_the_kernels(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a kernel ran on the GPU branch")
 
-    for name in ("step_arrays", "reset_arrays", "observe_arrays"):
-        monkeypatch.setattr(fused, name, refuse)
+    for name in ("step", "reset", "observe"):
+        monkeypatch.setattr(fused.FusedTables, name, refuse)
     env.reset(seed=0)
     for _ in range(5):
         env.step(torch.zeros(8, dtype=torch.int64))
