@@ -47,6 +47,11 @@ class FusedTables:
         self.strengths = (np.concatenate([host(r) for _, rows in p.cascades for r in rows])
                           if sources else np.zeros((0, NUM_METERS), np.float32))
         self.starts = np.cumsum([0] + [len(s) for s in sources]).astype(np.int64)
+        # and the meters each group drains (a strength above 0 from some source): for the
+        # others the drain is +0, which changes no meter, so the kernel skips them
+        targets = [np.flatnonzero((self.strengths[a:b] != 0).any(0)) for a, b in zip(self.starts, self.starts[1:])]
+        self.targets = np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)
+        self.target_starts = np.cumsum([0] + [len(t) for t in targets]).astype(np.int64)
         self.max_steps = int(p.max_steps)
         self.temporal = bool(p.temporal)
         # resets (towns.reset_towns)
@@ -84,7 +89,8 @@ class FusedTables:
                np.empty(n, np.bool_), np.empty(n, np.bool_), np.empty(n, np.bool_))
         _step_towns(action, mask, here, cell, meters, hour, progress, current, steps, multiplier,
                     self.action_cost, self.cell_delta, self.interaction, self.open_at, self.depletion, self.modulation,
-                    self.threshold, self.sources, self.strengths, self.starts, self.max_steps, self.temporal, *out)
+                    self.threshold, self.sources, self.strengths, self.starts, self.targets, self.target_starts,
+                    self.max_steps, self.temporal, *out)
         return out
 
     def reset(self, which, cell, meters, hour, progress, current, steps, episode, grid, town_seed,
@@ -201,7 +207,7 @@ def _reset_towns(which, town_seed, cells, random_hour, spread, initial, per_epis
 @njit(cache=True, nogil=True, error_model="numpy")
 def _step_towns(action, mask, here, cell, meters, hour, progress, current, steps, multiplier,
                 action_cost, cell_delta, interaction, open_at, depletion, modulation, threshold,
-                sources, strengths, starts, max_steps, temporal,
+                sources, strengths, starts, targets, target_starts, max_steps, temporal,
                 out_cell, out_meters, out_hour, out_progress, out_current, out_steps,
                 out_terminated, out_truncated, out_masked):  # pragma: no cover  (compiled; see the test's py_func run)
     m = np.empty(NUM_METERS, np.float32)
@@ -248,11 +254,12 @@ def _step_towns(action, mask, here, cell, meters, hour, progress, current, steps
             firing = False
             for e in range(starts[g], starts[g + 1]):
                 x = threshold - m[sources[e]]
-                pressure[e] = max(x, _F0) / threshold
+                pressure[e] = x / threshold if x > _F0 else _F0  # max(x, 0) / threshold, dividing only if needed
                 firing = firing or x > _F0
             if not firing:
                 continue
-            for k in range(NUM_METERS):
+            for j in range(target_starts[g], target_starts[g + 1]):
+                k = targets[j]
                 drain = pressure[starts[g]] * strengths[starts[g], k]
                 for e in range(starts[g] + 1, starts[g + 1]):
                     drain = drain + pressure[e] * strengths[e, k]
