@@ -279,8 +279,8 @@ class TownletVectorEnv(VectorEnv):
         p, s = self.params, self.state
         if p.fused is not None and p.fused.observes and self.ops.read_flags:  # one compiled pass (CPU)
             host = self.ops.to_numpy
-            arrays = p.fused.observe(host(s.cell), host(s.meters), host(s.hour), host(s.progress),
-                                          host(s.current), host(s.grid))
+            arrays = p.fused.observe(host(s.cell), host(s.meters), host(s.hour), host(s.progress), host(s.current),
+                                     host(s.grid))
             self._here, self._mask, obs = (torch.from_numpy(a) for a in arrays)
         else:
             self._here = here = observation.code_here(p, s)
