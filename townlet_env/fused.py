@@ -9,7 +9,8 @@ They compute exactly what the torch code does, operation for operation in float3
 the same integer hashes for the draws), so the two agree bit for bit
 (tests/env/test_cpu_shortcuts.py plays every level both ways). The reward stays with
 `rewards.reward`, which is cheap and mode-dependent. numba is imported only when a CPU
-torch env is built (WorldParams), so the single env never loads it.
+vector env is built (TownletVectorEnv sets `WorldParams.fused`), so the single env never
+loads it.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class WorldParams:
     energy_depletion: float
     idle_energy_cost: float   # cheapest per-step energy cost of an agent that never interacts
     shared_obs: Any = None    # [cells, D] float32 observation rows of each cell in the shared layout
-    fused: Any = None         # fused.FusedTables: the compiled CPU step, resets and observation (torch on the CPU)
+    fused: Any = None         # fused.FusedTables: the compiled CPU step, resets and observation (set by the CPU vector env)
 
     @classmethod
     def build(cls, pack: WorldPack, ops, one_hot: bool = False, landmarks: bool = False) -> "WorldParams":
@@ -204,9 +204,6 @@ class WorldParams:
             self.shared_window = grid[self.observed_cells]
             self.shared_here = self.ops.cast(grid[self.cell_to_padded], self.ops.int64)
             self.shared_obs = cell_rows(self)
-        if getattr(self.ops, "read_flags", False):  # torch on the CPU (a GPU never reads host arrays)
-            from .fused import FusedTables  # imports params: not at module level
-            self.fused = FusedTables(self)
 
     @property
     def tick_gain(self):

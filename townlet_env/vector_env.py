@@ -70,6 +70,9 @@ class TownletVectorEnv(VectorEnv):
         self.ops = TorchOps(device)
         self.device = self.ops.device
         self.params = WorldParams.build(self.pack, self.ops, one_hot=one_hot, landmarks=landmarks)
+        if self.ops.read_flags:  # torch on the CPU: the step as compiled loops (a GPU never reads host arrays)
+            from .fused import FusedTables  # here, not at the top: numba loads only for CPU vector envs
+            self.params.fused = FusedTables(self.params)
         # The optional landmark parts (townlet_env.landmarks), with each agent's memory of
         # the cells it has seen this episode.
         self._landmarks = Landmarks(self.params, num_envs) if landmarks else None

@@ -55,7 +55,7 @@ def test_compiled_kernels_compute_what_their_python_says(level, options, monkeyp
     assert compiled[1][6].sum() == reset_in[6].sum() + which.sum()  # the resets happened
 
 
-def test_the_kernels_apply_to_torch_on_the_cpu_only():
+def test_the_kernels_apply_to_the_cpu_vector_env_only():
     numpy_params = WorldParams.build(configure_pack("L2_partial_observability"), NumpyOps())
     assert numpy_params.fused is None  # the single env keeps its own one-town path
     env = TownletVectorEnv(4, "L3_temporal_mechanics", one_hot=True, layout_mode="per_episode")
