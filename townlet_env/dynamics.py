@@ -102,7 +102,8 @@ def _fused_step(p: WorldParams, s: WorldState, action, mask, here) -> tuple[Worl
     which share their memory with the numpy arrays the kernel reads and writes."""
     ops, host = p.ops, p.ops.to_numpy
     out = p.fused.step(host(action), host(mask), host(here), host(s.cell), host(s.meters), host(s.hour),
-                       host(s.progress), host(s.current), host(s.steps), host(s.multiplier))
+                       host(s.progress), host(s.current), host(s.steps), host(s.multiplier),
+                       int(p.max_steps))  # read per call: callers may replace the params' step limit
     cell, m, hour, progress, current, steps, terminated, truncated, masked = (ops.from_numpy(a) for a in out)
     new = WorldState(cell, m, hour, progress, current, steps, s.grid, s.multiplier, s.town_seed, s.episode)
     return new, StepOutput(_reward(p, new, terminated, truncated), terminated, truncated, masked)

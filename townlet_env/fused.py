@@ -53,7 +53,6 @@ class FusedTables:
         targets = [np.flatnonzero((self.strengths[a:b] != 0).any(0)) for a, b in zip(self.starts, self.starts[1:])]
         self.targets = np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)
         self.target_starts = np.cumsum([0] + [len(t) for t in targets]).astype(np.int64)
-        self.max_steps = int(p.max_steps)
         self.temporal = bool(p.temporal)
         # resets (towns.reset_towns)
         pack = p.pack
@@ -81,7 +80,7 @@ class FusedTables:
         self.obs_at = np.array([lay["grid"].start, lay["affordance"].start, lay["position"].start,
                                 lay["meters"].start, lay["time"].start], np.int64)
 
-    def step(self, action, mask, here, cell, meters, hour, progress, current, steps, multiplier):
+    def step(self, action, mask, here, cell, meters, hour, progress, current, steps, multiplier, max_steps: int):
         """The new cell, meters, hour, progress, current and steps of every town, and its
         terminated, truncated and masked flags: numpy arrays (fresh), from numpy inputs."""
         n = cell.shape[0]
@@ -91,7 +90,7 @@ class FusedTables:
         _step_towns(action, mask, here, cell, meters, hour, progress, current, steps, multiplier,
                     self.action_cost, self.cell_delta, self.interaction, self.open_at, self.depletion, self.modulation,
                     self.threshold, self.sources, self.strengths, self.starts, self.targets, self.target_starts,
-                    self.max_steps, self.temporal, *out)
+                    max_steps, self.temporal, *out)
         return out
 
     def reset(self, which, cell, meters, hour, progress, current, steps, episode, grid, town_seed,

@@ -43,7 +43,7 @@ def test_compiled_kernels_compute_what_their_python_says(level, options, monkeyp
     observe_in = [host(x) for x in (s.cell, s.meters, s.hour, s.progress, s.current, s.grid)]
 
     def run_all():
-        return (t.step(action, mask, here, *state, host(s.multiplier)), t.reset(which, *reset_in),
+        return (t.step(action, mask, here, *state, host(s.multiplier), 30), t.reset(which, *reset_in),
                 t.observe(*observe_in))
 
     compiled = run_all()
