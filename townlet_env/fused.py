@@ -151,12 +151,8 @@ def _observe_towns(cell, meters, hour, progress, current, grid, shared, shared_o
         out_mask[i, INTERACT] = open_at[code * HOURS_PER_DAY + hour[i]]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _hash(x):  # pragma: no cover  (compiled)
-    """rng.pcg_hash on one int64."""
-    state = (x * 747796405 + 2891336453) & 0xFFFFFFFF
-    word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & 0xFFFFFFFF
-    return (word >> 22) ^ word
+# rng.pcg_hash itself, compiled: plain integer arithmetic, which numba takes as it is written
+_hash = njit(cache=True, nogil=True, error_model="numpy")(rng.pcg_hash)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -284,7 +284,7 @@ class TownletVectorEnv(VectorEnv):
             host = self.ops.to_numpy
             arrays = p.fused.observe(host(s.cell), host(s.meters), host(s.hour), host(s.progress), host(s.current),
                                      host(s.grid))
-            self._here, self._mask, obs = (torch.from_numpy(a) for a in arrays)
+            self._here, self._mask, obs = (self.ops.from_numpy(a) for a in arrays)
         else:
             self._here = here = observation.code_here(p, s)
             self._mask = observation.action_mask(p, s, here)

@@ -4,14 +4,14 @@ is tests/env/test_cpu_shortcuts.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from townlet_env import TownletVectorEnv, fused
-from townlet_env.backend import NumpyOps
-from townlet_env.pack import configure_pack
-from townlet_env.params import WorldParams
 
 
 def _played(level: str, n: int = 16, steps: int = 40, **options) -> TownletVectorEnv:
@@ -55,11 +55,17 @@ def test_compiled_kernels_compute_what_their_python_says(level, options, monkeyp
     assert compiled[1][6].sum() == reset_in[6].sum() + which.sum()  # the resets happened
 
 
-def test_the_kernels_apply_to_the_cpu_vector_env_only():
-    numpy_params = WorldParams.build(configure_pack("L2_partial_observability"), NumpyOps())
-    assert numpy_params.fused is None  # the single env keeps its own one-town path
+def test_the_single_env_never_loads_numba():
+    code = ("import sys, gymnasium as gym, townlet_env; env = gym.make('Townlet-v0'); env.reset(seed=0); "
+            "env.step(5); print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_one_hot_grids_of_towns_without_a_shared_layout_observe_through_torch():
     env = TownletVectorEnv(4, "L3_temporal_mechanics", one_hot=True, layout_mode="per_episode")
-    assert env.params.fused is not None and not env.params.fused.observes  # a one-hot grid per town: torch
+    assert env.params.fused is not None and not env.params.fused.observes
 
 
 def test_the_gpu_branch_never_enters_the_kernels(monkeypatch):
