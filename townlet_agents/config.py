@@ -150,6 +150,14 @@ class AgentConfig:
     mean of the observed meters, in the scaled rewards' value units; each step's reward in
     the TD target gains gamma * Phi(s') - Phi(s) (Phi = 0 after termination), which leaves
     the optimal policy unchanged. 0 = off."""
+    distress: float = 0.0
+    """Weight w of the distress cost: each step's reward in the TD target loses
+    w * the mean, over every meter but money, of how far the meter observed after the step
+    lies below `distress_threshold` (as a fraction of it). In [0, 1], so a step alive is
+    never worth less than a death. Changes the objective: time spent in a cascade costs at
+    once. 0 = off."""
+    distress_threshold: float = 0.3
+    """Meter level below which the distress cost starts (the SPEC's cascade threshold)."""
     epsilon_hold: float = 0.0
     """0 = plain epsilon-greedy. Above 1: ez-greedy, each exploratory action is held for n
     steps, P(n) proportional to n ** -epsilon_hold (n <= 100), ending early at a wall."""
@@ -352,6 +360,10 @@ def check_agent(a) -> None:
         v = getattr(a, key)
         _check(0.0 <= v <= 1.0, f"agent.{key}", f"is a probability, must be in [0, 1], got {v}")
     _check(a.shaping >= 0, "agent.shaping", f"must be >= 0 (0 = off), got {a.shaping}")
+    _check(0.0 <= a.distress <= 1.0, "agent.distress",
+           f"must be in [0, 1] (0 = off; above 1 a step alive could be worth less than death), got {a.distress}")
+    _check(0.0 < a.distress_threshold <= 1.0, "agent.distress_threshold",
+           f"is a meter level, must be in (0, 1], got {a.distress_threshold}")
     _check(a.epsilon_hold == 0 or a.epsilon_hold > 1, "agent.epsilon_hold",
            f"must be 0 (off) or a zeta exponent > 1, got {a.epsilon_hold}")
     _check(a.priority_alpha >= 0, "agent.priority_alpha", f"must be >= 0, got {a.priority_alpha}")

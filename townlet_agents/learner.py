@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from townlet_env.schema import METER, NUM_METERS
+
 from .config import AgentConfig, check_agent, reward_scale
 
 
@@ -56,14 +58,20 @@ class LearnerConfig:
     """Initial weight of the intrinsic reward (the trainer may anneal `Learner.intrinsic_weight`)."""
     shaping: float = 0.0
     """`agent.shaping`: weight of the meter potential (0 = no shaping)."""
+    distress: float = 0.0
+    """`agent.distress`: weight of the cost of meters below `distress_threshold` (0 = off)."""
+    distress_threshold: float = 0.3
     huber_delta: float = 1.0
     """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9
     """Sequence priority = eta * max |TD| + (1 - eta) * mean |TD| over valid steps (R2D2; not a user setting)."""
 
 
+_NOT_MONEY = [i for i in range(NUM_METERS) if i != METER["money"]]
+"""Money is a resource, not a need: no cascade runs from it, so it carries no distress."""
+
 _SHARED = ("lr", "adam_eps", "gamma", "n_step", "burn_in", "loss", "grad_clip", "target_update_every", "tau",
-           "average_decay", "shaping")
+           "average_decay", "shaping", "distress", "distress_threshold")
 
 
 def learner_config(agent=None, intrinsic_weight: float = 0.0) -> LearnerConfig:
@@ -176,6 +184,8 @@ def sequence_td(
     intrinsic_weight: float | Tensor,
     reward_scale: float = 1.0,
     shaping: float = 0.0,
+    distress: float = 0.0,
+    distress_threshold: float = 0.3,
 ) -> SequenceTD:
     """Unroll both networks over a replay batch and build Q(s_t, a_t) and its target."""
     L = batch["action"].shape[1]
@@ -184,6 +194,8 @@ def sequence_td(
     reward = reward_scale * (batch["reward_ext"] + intrinsic_weight * batch["reward_int"])  # the only place
     if shaping:
         reward = reward + meter_shaping(batch["obs"], batch["terminated"], online.layout, gamma, shaping)
+    if distress:
+        reward = reward - reward_scale * distress * meter_distress(batch["obs"], online.layout, distress_threshold)
     state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
     exact_start = batch.get("episode_start")
 
@@ -218,6 +230,18 @@ def meter_shaping(obs: Tensor, terminated: Tensor, layout, gamma: float, weight:
     unshaped one. Restoring a meter pays at once instead of only through a longer life."""
     phi = weight * obs[..., layout["meters"].slice].mean(-1)  # [B, L+1]
     return gamma * torch.where(terminated, 0.0, phi[:, 1:]) - phi[:, :-1]
+
+
+def meter_distress(obs: Tensor, layout, threshold: float) -> Tensor:
+    """`[B, L]`: for each step, the mean over the meters but money of
+    clamp((threshold - m) / threshold, 0, 1), read from the observation after the step.
+
+    0 while every meter is at or above the threshold, 1 with all of them empty. Below the
+    threshold a meter drains others (the cascades), whose cost to survival comes hundreds
+    of steps later; this charges it while it happens."""
+    meters = obs[:, 1:, layout["meters"].slice]
+    deficit = ((threshold - meters) / threshold).clamp(0.0, 1.0)
+    return deficit[..., _NOT_MONEY].mean(-1)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -289,7 +313,7 @@ class Learner:
         cfg = self.config
         td = sequence_td(
             self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
-            cfg.reward_scale, cfg.shaping,
+            cfg.reward_scale, cfg.shaping, cfg.distress, cfg.distress_threshold,
         )
         loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
 

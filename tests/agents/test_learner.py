@@ -10,6 +10,7 @@ from townlet_agents.learner import (
     Learner,
     SequenceTD,
     learner_config,
+    meter_distress,
     meter_shaping,
     n_step_targets,
     sequence_loss,
@@ -19,6 +20,7 @@ from townlet_agents.learner import (
 from townlet_agents.network import FeedForwardQNetwork, RecurrentQNetwork
 from townlet_agents.replay import SequenceReplay
 from townlet_env.layout import ObsLayout
+from townlet_env.schema import METER
 
 LAYOUT = ObsLayout.build(cells=25)
 T, F = True, False
@@ -290,6 +292,45 @@ def test_shaping_telescopes_over_the_n_step_window():
     phi = 0.8 * batch["obs"][0, :, LAYOUT["meters"].slice].mean(-1)
     expected = torch.stack([0.5 ** min(3, 6 - t) * phi[min(t + 3, 6)] - phi[t] for t in range(6)])
     torch.testing.assert_close(shaped[0] - plain[0], expected)
+
+
+def test_meter_distress_hand_computed():
+    """Threshold 0.4. After step 0 every meter is at 0.5 (no distress); after step 1 hygiene
+    is 0.1 (deficit 0.75), social 0 (deficit 1), money 0 (not a need: ignored), the others
+    0.5: (0.75 + 1) / 7 = 0.25."""
+    obs = torch.full((1, 3, LAYOUT.size), 0.5)
+    meters = LAYOUT["meters"].slice
+    obs[0, :, meters] = 0.5
+    obs[0, 2, meters.start + METER["hygiene"]] = 0.1
+    obs[0, 2, meters.start + METER["social"]] = 0.0
+    obs[0, 2, meters.start + METER["money"]] = 0.0
+    torch.testing.assert_close(meter_distress(obs, LAYOUT, 0.4), torch.tensor([[0.0, 0.25]]))
+    # Every need empty: the whole step's worth; the step before an observation is ignored.
+    obs[0, 1, meters] = 0.0
+    assert meter_distress(obs, LAYOUT, 0.4)[0, 0].item() == 1.0
+
+
+def test_distress_lowers_each_step_reward_in_the_target():
+    """n = 3, gamma 0.5, reward scale 2, weight 0.5: step t's target loses
+    sum_k<m gamma^k * 2 * 0.5 * distress(o_{t+k+1}), the same discounting as any reward."""
+    online, target = make_nets()
+    batch = make_batch(lengths=(6,), terminal=(F,))
+    batch["obs"][..., LAYOUT["meters"].slice] = torch.rand(1, 7, 8, generator=torch.Generator().manual_seed(3)) * 0.5
+    plain = sequence_td(online, target, batch, 0.5, 3, 0, 0.0, reward_scale=2.0).targets
+    costly = sequence_td(online, target, batch, 0.5, 3, 0, 0.0, reward_scale=2.0, distress=0.5,
+                         distress_threshold=0.3).targets
+    d = meter_distress(batch["obs"], LAYOUT, 0.3)[0]
+    expected = torch.stack([sum(0.5 ** k * d[t + k] for k in range(min(3, 6 - t))) for t in range(6)])
+    torch.testing.assert_close(plain[0] - costly[0], expected)
+
+
+def test_distress_settings_reach_the_learner_and_are_range_checked():
+    cfg = _config(distress=0.4, distress_threshold=0.2)
+    assert (_config().distress, cfg.distress, cfg.distress_threshold) == (0.0, 0.4, 0.2)
+    with pytest.raises(ValueError, match="agent.distress"):
+        learner_config(AgentConfig(distress=1.5))
+    with pytest.raises(ValueError, match="agent.distress_threshold"):
+        learner_config(AgentConfig(distress_threshold=0.0))
 
 
 def test_shaping_setting_reaches_the_learner_and_is_range_checked():
