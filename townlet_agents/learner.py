@@ -61,6 +61,7 @@ class LearnerConfig:
     distress: float = 0.0
     """`agent.distress`: weight of the cost of meters below `distress_threshold` (0 = off)."""
     distress_threshold: float = 0.3
+    """`agent.distress_threshold`: the meter level below which distress starts."""
     huber_delta: float = 1.0
     """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9

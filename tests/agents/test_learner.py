@@ -300,12 +300,11 @@ def test_meter_distress_hand_computed():
     0.5: (0.75 + 1) / 7 = 0.25."""
     obs = torch.full((1, 3, LAYOUT.size), 0.5)
     meters = LAYOUT["meters"].slice
-    obs[0, :, meters] = 0.5
     obs[0, 2, meters.start + METER["hygiene"]] = 0.1
     obs[0, 2, meters.start + METER["social"]] = 0.0
     obs[0, 2, meters.start + METER["money"]] = 0.0
     torch.testing.assert_close(meter_distress(obs, LAYOUT, 0.4), torch.tensor([[0.0, 0.25]]))
-    # Every need empty: the whole step's worth; the step before an observation is ignored.
+    # Every need empty after step 0 (read from o_1): the whole step's worth.
     obs[0, 1, meters] = 0.0
     assert meter_distress(obs, LAYOUT, 0.4)[0, 0].item() == 1.0
 
