@@ -181,7 +181,7 @@ def main() -> None:
                 f"{prefix}oracle_mean": oracle, f"{prefix}random_mean": baselines[prefix + "random"]["mean_survival"],
                 f"{prefix}ratio_to_oracle": round(learned["mean_survival"] / oracle, 3),
                 # How the learned lives went (townlet_agents/life_record.py): what ends them.
-                **{prefix + key: learned[key] for key in ("ended_by", "meters_at_end", "interacts_per_life")},
+                **{prefix + key: learned[key] for key in ("ended_by", "meters_at_end", "interacts_per_life", "deaths")},
             })
         row.update(time_to_oracle(run, args.episodes, row["oracle_mean"], args.curve_every))
         row.update(curriculum_summary(run["run_dir"]))

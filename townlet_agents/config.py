@@ -158,6 +158,10 @@ class AgentConfig:
     once. 0 = off."""
     distress_threshold: float = 0.3
     """Meter level below which the distress cost starts (the SPEC's cascade threshold)."""
+    distress_money: bool = False
+    """Count money as an eighth term of the distress mean: money below the threshold costs
+    too, although no cascade runs from it (an agent short of money cannot buy its way out
+    of a cascade; deaths while broke are a large share of the long-life deaths)."""
     epsilon_hold: float = 0.0
     """0 = plain epsilon-greedy. Above 1: ez-greedy, each exploratory action is held for n
     steps, P(n) proportional to n ** -epsilon_hold (n <= 100), ending early at a wall."""

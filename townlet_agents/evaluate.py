@@ -27,7 +27,7 @@ from .config import (
 )
 from .episodes import random_policy, run_episodes
 from .factories import layout_record, make_network
-from .life_record import LifeRecord
+from .life_record import GAVE_UP_WAITS, LifeRecord, cheapest_rescue
 from .world_identity import check_world, world_identity
 
 register_eval_configs()
@@ -90,7 +90,7 @@ def evaluate(cfg) -> dict:
         policy = random_policy(device, cfg.seed)
 
     frames: list | None = [] if cfg.video else None
-    record = LifeRecord(env.obs_layout, cfg.episodes, device)
+    record = LifeRecord(env.obs_layout, cfg.episodes, device, cheapest_rescue(env.pack))
     survival, returns = run_episodes(env, policy, cfg.seed, frames, record)
     if frames:
         _write_video(cfg.video, frames)
@@ -117,11 +117,19 @@ def evaluate(cfg) -> dict:
 
 
 def _how_lives_ended(result: dict) -> str:
-    """Two readable lines: how the lives ended, and what the agents pressed INTERACT on."""
+    """Readable lines: how the lives ended, what the agents pressed INTERACT on, and how
+    the deaths among them came."""
     ended = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in result["ended_by"].items() if v)
     meters = " ".join(f"{k} {v:.2f}" for k, v in result["meters_at_end"].items())
     used = ", ".join(f"{k} {v:.2f}" for k, v in result["interacts_per_life"].items() if v) or "nothing"
-    return f"lives ended by: {ended}; mean meters at the end: {meters}\nINTERACTs per life: {used}"
+    lines = [f"lives ended by: {ended}; mean meters at the end: {meters}", f"INTERACTs per life: {used}"]
+    deaths = result["deaths"]
+    if deaths["count"]:
+        at_death = " ".join(f"{k} {v:.2f}" for k, v in deaths["meters_at_death"].items())
+        lines.append(f"{deaths['count']} deaths: {deaths['broke']:.0%} broke (too little money for the cheapest "
+                     f"affordance that restores the meter that ran out), {deaths['gave_up']:.0%} after "
+                     f"{GAVE_UP_WAITS}+ WAITs in a row; mean meters at death: {at_death}")
+    return "\n".join(lines)
 
 
 def _write_video(path: str, frames: list) -> None:

@@ -62,6 +62,8 @@ class LearnerConfig:
     """`agent.distress`: weight of the cost of meters below `distress_threshold` (0 = off)."""
     distress_threshold: float = 0.3
     """`agent.distress_threshold`: the meter level below which distress starts."""
+    distress_money: bool = False
+    """`agent.distress_money`: money counts in the distress mean too."""
     huber_delta: float = 1.0
     """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9
@@ -72,7 +74,7 @@ _NOT_MONEY = [i for i in range(NUM_METERS) if i != METER["money"]]
 """Money is a resource, not a need: no cascade runs from it, so it carries no distress."""
 
 _SHARED = ("lr", "adam_eps", "gamma", "n_step", "burn_in", "loss", "grad_clip", "target_update_every", "tau",
-           "average_decay", "shaping", "distress", "distress_threshold")
+           "average_decay", "shaping", "distress", "distress_threshold", "distress_money")
 
 
 def learner_config(agent=None, intrinsic_weight: float = 0.0) -> LearnerConfig:
@@ -187,6 +189,7 @@ def sequence_td(
     shaping: float = 0.0,
     distress: float = 0.0,
     distress_threshold: float = 0.3,
+    distress_money: bool = False,
 ) -> SequenceTD:
     """Unroll both networks over a replay batch and build Q(s_t, a_t) and its target."""
     L = batch["action"].shape[1]
@@ -196,7 +199,8 @@ def sequence_td(
     if shaping:
         reward = reward + meter_shaping(batch["obs"], batch["terminated"], online.layout, gamma, shaping)
     if distress:
-        reward = reward - reward_scale * distress * meter_distress(batch["obs"], online.layout, distress_threshold)
+        reward = reward - reward_scale * distress * meter_distress(batch["obs"], online.layout, distress_threshold,
+                                                                    distress_money)
     state = (batch["h0"], batch["c0"]) if online.is_recurrent else None
     exact_start = batch.get("episode_start")
 
@@ -233,16 +237,16 @@ def meter_shaping(obs: Tensor, terminated: Tensor, layout, gamma: float, weight:
     return gamma * torch.where(terminated, 0.0, phi[:, 1:]) - phi[:, :-1]
 
 
-def meter_distress(obs: Tensor, layout, threshold: float) -> Tensor:
-    """`[B, L]`: for each step, the mean over the meters but money of
-    clamp((threshold - m) / threshold, 0, 1), read from the observation after the step.
+def meter_distress(obs: Tensor, layout, threshold: float, money: bool = False) -> Tensor:
+    """`[B, L]`: for each step, the mean over the meters but money (all eight with `money`)
+    of clamp((threshold - m) / threshold, 0, 1), read from the observation after the step.
 
     0 while every meter is at or above the threshold, 1 with all of them empty. Below the
     threshold a meter drains others (the cascades), whose cost to survival comes hundreds
     of steps later; this charges it while it happens."""
     meters = obs[:, 1:, layout["meters"].slice]
     deficit = ((threshold - meters) / threshold).clamp(0.0, 1.0)
-    return deficit[..., _NOT_MONEY].mean(-1)
+    return (deficit if money else deficit[..., _NOT_MONEY]).mean(-1)
 
 
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -315,6 +319,7 @@ class Learner:
         td = sequence_td(
             self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
             cfg.reward_scale, cfg.shaping, cfg.distress, cfg.distress_threshold,
+            cfg.distress_money,
         )
         loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
 

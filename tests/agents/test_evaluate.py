@@ -38,6 +38,9 @@ def test_random_policy_needs_no_checkpoint():
     assert set(out["ended_by"]) == {"step_limit", "energy", "health", "both"}  # townlet_agents.life_record
     assert sum(out["ended_by"].values()) == pytest.approx(1.0)
     assert set(out["meters_at_end"]) == set(METERS) and set(out["interacts_per_life"]) == set(AFFORDANCES)
+    deaths = out["deaths"]  # random play on L0 dies in every town, broke or not
+    assert deaths["count"] == 8 and set(deaths["meters_at_death"]) == set(METERS)
+    assert 0.0 <= deaths["broke"] <= 1.0 and 0.0 <= deaths["gave_up"] <= 1.0
 
 
 def test_oracle_policy_is_the_envs_baseline_and_outlives_random_play():
@@ -110,6 +113,7 @@ def test_main_prints_json_last_and_exits_2_on_user_error(capsys, monkeypatch):
     # How the lives went, readable: L0's random lives all die, and only its Bed can be used.
     assert lines[1].startswith("lives ended by: ") and "step limit" not in lines[1]
     assert lines[2].startswith("INTERACTs per life: ") and set(lines[2].split(": ")[1].split()[::2]) <= {"Bed", "nothing"}
+    assert lines[3].startswith("3 deaths: ") and "broke" in lines[3] and "WAITs in a row" in lines[3]
     with pytest.raises(SystemExit) as e:
         main.__wrapped__(_compose("evaluate", ["policy=random", "episodes=-1"]))
     assert e.value.code == 2

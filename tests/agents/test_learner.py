@@ -304,6 +304,8 @@ def test_meter_distress_hand_computed():
     obs[0, 2, meters.start + METER["social"]] = 0.0
     obs[0, 2, meters.start + METER["money"]] = 0.0
     torch.testing.assert_close(meter_distress(obs, LAYOUT, 0.4), torch.tensor([[0.0, 0.25]]))
+    # With money counted: (0.75 + 1 + 1) / 8.
+    torch.testing.assert_close(meter_distress(obs, LAYOUT, 0.4, money=True), torch.tensor([[0.0, 0.34375]]))
     # Every need empty after step 0 (read from o_1): the whole step's worth.
     obs[0, 1, meters] = 0.0
     assert meter_distress(obs, LAYOUT, 0.4)[0, 0].item() == 1.0
@@ -324,8 +326,9 @@ def test_distress_lowers_each_step_reward_in_the_target():
 
 
 def test_distress_settings_reach_the_learner_and_are_range_checked():
-    cfg = _config(distress=0.4, distress_threshold=0.2)
+    cfg = _config(distress=0.4, distress_threshold=0.2, distress_money=True)
     assert (_config().distress, cfg.distress, cfg.distress_threshold) == (0.0, 0.4, 0.2)
+    assert (_config().distress_money, cfg.distress_money) == (False, True)
     with pytest.raises(ValueError, match="agent.distress"):
         learner_config(AgentConfig(distress=1.5))
     with pytest.raises(ValueError, match="agent.distress_threshold"):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from townlet_agents.episodes import run_episodes
-from townlet_agents.life_record import LifeRecord, affordance_codes
-from townlet_env import AFFORDANCES, METERS, OraclePolicy, TownletVectorEnv
+from townlet_agents.life_record import GAVE_UP_WAITS, LifeRecord, affordance_codes, cheapest_rescue
+from townlet_env import AFFORDANCES, METERS, OraclePolicy, TownletVectorEnv, load_pack
 from townlet_env.layout import ObsLayout
 from townlet_env.schema import INTERACT, NUM_AFFORDANCES, WAIT
 
@@ -101,3 +101,56 @@ def test_real_episodes_end_the_same_way_under_either_autoreset():
     assert all(0.0 <= v <= 1.0 for v in out["meters_at_end"].values())
     assert out["meters_at_end"]["money"] == 0.0  # no income: the money is spent on sleep
     assert _oracle_record("SameStep") == (survival, out)
+
+
+def test_cheapest_rescue_reads_the_pack():
+    """By hand from SPEC section 5. Instant (L2): energy is raised by Bed $5, LuxuryBed $11,
+    FastFood $10 and Recreation $6, so $5; health by Bed $5, LuxuryBed, HomeMeal $3, Doctor,
+    Hospital, so $3. Ticked (L3): one tick of Bed $1 raises energy; health is raised per tick
+    only by Doctor ($4) and Hospital ($5), so $4. L0 deploys the Bed alone: $5 for energy and
+    (its +.02 health) for health."""
+    assert cheapest_rescue(load_pack("L2_partial_observability")) == pytest.approx({"energy": 0.05, "health": 0.03})
+    assert cheapest_rescue(load_pack("L3_temporal_mechanics")) == pytest.approx({"energy": 0.01, "health": 0.04})
+    assert cheapest_rescue(load_pack("L0_minimal")) == pytest.approx({"energy": 0.05, "health": 0.05})
+
+
+def test_deaths_are_accounted_apart_from_survivors():
+    """Four towns, one step each after WAIT streaks built by hand:
+    town 0 dies of energy with $4 (below the $5 that restores energy: broke) after 21 WAITs;
+    town 1 dies of energy with $60, having moved on its last step (neither broke nor gave up);
+    town 2 dies of health with $2 after 19 WAITs (broke, not given up: one WAIT short);
+    town 3 reaches the step limit with every meter at 0.9 (not a death: left out)."""
+    layout = ObsLayout.build(cells=25)
+    rec = LifeRecord(layout, 4, "cpu", rescue={"energy": 0.05, "health": 0.03})
+    live = torch.ones(4, dtype=torch.bool)
+    no = torch.zeros(4, dtype=torch.bool)
+    for step in range(GAVE_UP_WAITS):
+        waits = torch.tensor([WAIT, WAIT, WAIT if step > 1 else 0, WAIT])  # town 2: 18 WAITs here
+        rec.acted(_obs(layout, [NONE] * 4), waits, live)
+        rec.ended(_obs(layout, [NONE] * 4), no, no, no)
+    rec.acted(_obs(layout, [NONE] * 4), torch.tensor([WAIT, 0, WAIT, WAIT]), live)
+
+    def dead(meter, money):
+        return [0.0 if m == meter else money if m == "money" else 0.5 for m in METERS]
+
+    ended = [dead("energy", 0.04), dead("energy", 0.6), dead("health", 0.02), [0.9] * 8]
+    terminated = torch.tensor([True, True, True, False])
+    truncated = ~terminated
+    rec.ended(_obs(layout, [NONE] * 4, ended), terminated, truncated, live)
+    deaths = rec.summary()["deaths"]
+    assert deaths["count"] == 3
+    assert deaths["broke"] == round(2 / 3, 4) and deaths["gave_up"] == round(1 / 3, 4)
+    assert deaths["meters_at_death"]["money"] == round((0.04 + 0.6 + 0.02) / 3, 4)
+    assert deaths["meters_at_death"]["energy"] == round(0.5 / 3, 4)  # town 2 died of health with energy 0.5
+
+
+def test_no_deaths_and_no_rescue_prices():
+    layout = ObsLayout.build(cells=25)
+    rec = LifeRecord(layout, 2, "cpu")
+    yes = torch.ones(2, dtype=torch.bool)
+    rec.ended(_obs(layout, [NONE, NONE]), torch.zeros(2, dtype=torch.bool), yes, yes)
+    assert rec.summary()["deaths"] == {"count": 0}
+    rec = LifeRecord(layout, 1, "cpu")  # a death without prices: no "broke" share
+    one = torch.ones(1, dtype=torch.bool)
+    rec.ended(_obs(layout, [NONE], [[0.0] * 8]), one, torch.zeros(1, dtype=torch.bool), one)
+    assert set(rec.summary()["deaths"]) == {"count", "meters_at_death", "gave_up"}

@@ -407,6 +407,7 @@ WIRING = {
     "agent.shaping": ("agent.shaping=0.5", lambda t: t.learner.config.shaping, 0.5),
     "agent.distress": ("agent.distress=0.5", lambda t: t.learner.config.distress, 0.5),
     "agent.distress_threshold": ("agent.distress_threshold=0.2", lambda t: t.learner.config.distress_threshold, 0.2),
+    "agent.distress_money": ("agent.distress_money=true", lambda t: t.learner.config.distress_money, True),
     "agent.epsilon_hold": ("agent.epsilon_hold=1.5", lambda t: t.actor.hold.cdf[0].item(),
                            pytest.approx(1 / sum(k ** -1.5 for k in range(1, 101)))),
     "exploration.rnd": ("exploration.rnd=true", lambda t: (t.rnd is not None, t.annealer is not None), (True, True)),
