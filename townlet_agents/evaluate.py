@@ -126,8 +126,7 @@ def _how_lives_ended(result: dict) -> str:
     deaths = result["deaths"]
     if deaths["count"]:
         at_death = " ".join(f"{k} {v:.2f}" for k, v in deaths["meters_at_death"].items())
-        lines.append(f"{deaths['count']} deaths: {deaths['broke']:.0%} broke (too little money for the cheapest "
-                     f"affordance that restores the meter that ran out), {deaths['gave_up']:.0%} after "
+        lines.append(f"{deaths['count']} deaths: {deaths['broke']:.0%} broke, {deaths['gave_up']:.0%} after "
                      f"{GAVE_UP_WAITS}+ WAITs in a row; mean meters at death: {at_death}")
     return "\n".join(lines)
 
