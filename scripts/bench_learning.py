@@ -73,9 +73,16 @@ def train_one(experiment: str, seed: int, minutes: float | None, checkpoint_ever
             "started": started}
 
 
+# Overrides that change what a run writes or where, never what it learns; the seed and the
+# experiment have their own fields in a row.
+_NOT_LEARNING = ("+experiment=", "seed=", "train.progress_bar=", "train.torch_threads=", "wandb.mode=",
+                 "hydra.run.dir=", "train.summary_episodes=", "checkpoint.")
+
+
 def existing_run(run_dir: str) -> dict:
-    """A run made earlier (finished or stopped): its seed, env steps and start time from
-    the files it wrote; its newest checkpoint is what gets evaluated."""
+    """A run made earlier (finished or stopped): its seed, env steps, start time and the
+    overrides it was trained with (a resume included) from the files it wrote; its newest
+    checkpoint is what gets evaluated."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir)
@@ -83,8 +90,11 @@ def existing_run(run_dir: str) -> dict:
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
     started = config.stat().st_mtime
     steps = max(r.get("global_step", 0) for r in rows)
+    written = path / ".hydra" / "overrides.yaml"
+    overrides = [str(o) for o in OmegaConf.load(written)] if written.exists() else []
     return {"seed": int(OmegaConf.load(config).seed), "run_dir": str(path), "env_steps": steps,
-            "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started}
+            "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started,
+            "overrides": [o for o in overrides if not o.startswith(_NOT_LEARNING)]}
 
 
 def curriculum_summary(run_dir: str) -> dict:
@@ -163,7 +173,7 @@ def main() -> None:
     baselines: dict[str, dict] = {}
     rows = []
     for run in runs:
-        row = {"experiment": args.experiment, **run, "commit": commit, "overrides": args.overrides,
+        row = {"experiment": args.experiment, **run, "commit": commit, "overrides": run.get("overrides", args.overrides),
                "minutes": args.minutes, "episodes": args.episodes, "eval_seed": EVAL_SEED, "target": target}
         for prefix, limit in limits:
             learned = evaluate("checkpoint", args.episodes,

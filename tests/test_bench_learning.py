@@ -48,3 +48,22 @@ def test_curriculum_summary_counts_agents_at_the_largest_multiplier(load_script,
 def test_curriculum_summary_is_empty_without_a_curriculum(load_script, tmp_path):
     summary = load_script("bench_learning").curriculum_summary
     assert summary(_run_dir(tmp_path, False, [{"global_step": 10}])) == {}
+
+
+def test_an_earlier_run_keeps_the_overrides_it_was_trained_with(load_script, tmp_path):
+    """A row of `--runs` says how the run was trained (a resume and a longer budget here),
+    without the settings that only change what the run writes."""
+    run = load_script("bench_learning").existing_run
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 4\n")
+    (tmp_path / ".hydra" / "overrides.yaml").write_text(
+        "- +experiment=pomdp\n- seed=4\n- resume=/r/step_7.pt\n- train.total_env_steps=12000000\n"
+        "- checkpoint.every_env_steps=1000000\n- wandb.mode=disabled\n- agent.distress=1.0\n")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"global_step": 12000000}) + "\n")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "latest.pt").write_bytes(b"")
+    out = run(str(tmp_path))
+    assert (out["seed"], out["env_steps"]) == (4, 12000000)
+    assert out["overrides"] == ["resume=/r/step_7.pt", "train.total_env_steps=12000000", "agent.distress=1.0"]
+    (tmp_path / ".hydra" / "overrides.yaml").unlink()  # a run folder from before Hydra wrote them
+    assert run(str(tmp_path))["overrides"] == []
