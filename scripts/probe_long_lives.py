@@ -47,7 +47,8 @@ def main() -> None:
                            layout_seed=saved.get("layout_seed"), max_steps=args.steps,
                            landmarks=bool(saved.get("landmarks", False)), layout_pool="held_out")
     net = make_network(OmegaConf.create(payload["config"]), env.obs_layout, "cpu")
-    net.load_state_dict(payload[args.weights if args.weights in payload else "online"])
+    weights = args.weights if args.weights in payload else "online"  # a run without averaged weights
+    net.load_state_dict(payload[weights])
     net.eval()
     actor = Actor(net, args.towns, torch.device("cpu"))
     noise = torch.Generator().manual_seed(EVAL_SEED)
@@ -73,7 +74,7 @@ def main() -> None:
         if not alive.any():
             break
     print(json.dumps({
-        "checkpoint": args.checkpoint, "weights": args.weights, "epsilon": args.epsilon,
+        "checkpoint": args.checkpoint, "weights": weights, "epsilon": args.epsilon,
         "reset_every": args.reset_every, "steps": args.steps,
         "mean_survival": round(float(survival.float().mean()), 1),
         "alive_at": {n: round(float((survival >= n).float().mean()), 2) for n in MARKS if n <= args.steps},
