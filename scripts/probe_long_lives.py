@@ -19,18 +19,17 @@ import argparse
 import json
 
 import torch
-from omegaconf import OmegaConf
 
 from townlet_agents.acting import Actor
 from townlet_agents.checkpoint import load_checkpoint, resolve_checkpoint
-from townlet_agents.factories import make_network
-from townlet_env import TownletVectorEnv
+from townlet_agents.evaluate import held_out_env
+from townlet_agents.factories import acting_network
 
 EVAL_SEED = 12345
 MARKS = (500, 1000, 2000, 3000, 5000)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint")
     ap.add_argument("--steps", type=int, default=5000)
@@ -38,18 +37,13 @@ def main() -> None:
     ap.add_argument("--epsilon", type=float, default=0.0, help="chance of a uniformly random allowed action")
     ap.add_argument("--weights", choices=("averaged", "online"), default="averaged")
     ap.add_argument("--reset-every", type=int, default=0, help="zero the LSTM state every N steps (0: never)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
     payload = load_checkpoint(resolve_checkpoint(args.checkpoint), map_location="cpu")
     saved = payload["config"]["env"]
-    env = TownletVectorEnv(args.towns, saved["level"], torch_output=True, layout_mode=saved["layout_mode"],
-                           layout_seed=saved.get("layout_seed"), max_steps=args.steps,
-                           landmarks=bool(saved.get("landmarks", False)), layout_pool="held_out")
-    net = make_network(OmegaConf.create(payload["config"]), env.obs_layout, "cpu")
-    weights = args.weights if args.weights in payload else "online"  # a run without averaged weights
-    net.load_state_dict(payload[weights])
-    net.eval()
+    env = held_out_env(args.towns, saved["level"], saved, torch.device("cpu"), max_steps=args.steps)
+    net, weights = acting_network(payload, env, "cpu", args.checkpoint, weights=args.weights)
     actor = Actor(net, args.towns, torch.device("cpu"))
     noise = torch.Generator().manual_seed(EVAL_SEED)
 
@@ -73,13 +67,15 @@ def main() -> None:
         alive &= ~(terminated | truncated)
         if not alive.any():
             break
-    print(json.dumps({
+    result = {
         "checkpoint": args.checkpoint, "weights": weights, "epsilon": args.epsilon,
         "reset_every": args.reset_every, "steps": args.steps,
         "mean_survival": round(float(survival.float().mean()), 1),
         "alive_at": {n: round(float((survival >= n).float().mean()), 2) for n in MARKS if n <= args.steps},
         "lstm_state": state_size,
-    }))
+    }
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

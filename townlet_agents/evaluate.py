@@ -13,7 +13,6 @@ import sys
 import hydra
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from townlet_env import TownletVectorEnv
 from townlet_env import OraclePolicy
@@ -26,7 +25,7 @@ from .config import (
     CONF_DIR, ConfigError, EvalConfig, check_known_keys, check_level, register_eval_configs, resolve_device,
 )
 from .episodes import random_policy, run_episodes
-from .factories import layout_record, make_network
+from .factories import acting_network, layout_record
 from .life_record import GAVE_UP_WAITS, LifeRecord, cheapest_rescue
 from .world_identity import check_world, world_identity
 
@@ -36,6 +35,22 @@ register_eval_configs()
 def _pick(override, saved, default=None):
     value = getattr(override, "value", override)
     return value if value is not None else (saved if saved is not None else default)
+
+
+def held_out_env(towns: int, level: str, saved: dict, device, max_steps=None, *, reward_mode=None,
+                 layout_mode=None, layout_seed=None, render_mode=None) -> TownletVectorEnv:
+    """One town per life, drawn from the held-out layouts training never sees; each setting
+    left at None comes from the checkpoint's env config `saved`."""
+    return TownletVectorEnv(
+        towns, level, device=device, torch_output=True,
+        reward_mode=_pick(reward_mode, saved.get("reward_mode")),
+        layout_mode=_pick(layout_mode, saved.get("layout_mode")),
+        layout_seed=_pick(layout_seed, saved.get("layout_seed")),
+        max_steps=max_steps,
+        landmarks=bool(saved.get("landmarks", False)),  # the observation the network was trained on
+        layout_pool="held_out",
+        render_mode=render_mode,
+    )
 
 
 def evaluate(cfg) -> dict:
@@ -57,31 +72,14 @@ def evaluate(cfg) -> dict:
         saved = payload["config"].get("env", {})
     level = _pick(cfg.env.level, saved.get("level"), DEFAULT_LEVEL)
     check_level(level, "env.level")
-    env = TownletVectorEnv(
-        cfg.episodes, level, device=device, torch_output=True,
-        reward_mode=_pick(cfg.env.reward_mode, saved.get("reward_mode")),
-        layout_mode=_pick(cfg.env.layout_mode, saved.get("layout_mode")),
-        layout_seed=_pick(cfg.env.layout_seed, saved.get("layout_seed")),
-        max_steps=cfg.env.max_steps,
-        landmarks=bool(saved.get("landmarks", False)),  # the observation the network was trained on
-        layout_pool="held_out",  # towns whose layouts training never draws
-        render_mode="rgb_array" if cfg.video else None,
-    )
+    env = held_out_env(cfg.episodes, level, saved, device, cfg.env.max_steps,
+                       reward_mode=cfg.env.reward_mode, layout_mode=cfg.env.layout_mode,
+                       layout_seed=cfg.env.layout_seed, render_mode="rgb_array" if cfg.video else None)
     if payload is not None:
-        if payload["layout"] != layout_record(env.obs_layout):
-            raise CheckpointError(f"{cfg.checkpoint}: trained on a level with a different observation "
-                                  f"layout than {level!r}")
+        net, weights = acting_network(payload, env, device, cfg.checkpoint)  # refuses another layout first
         world_changes = check_world(cfg.checkpoint, payload["world_identity"],
                                     world_identity(env.pack, layout_record(env.obs_layout)),
                                     cfg.allow_world_change, "evaluation")
-        train_cfg = OmegaConf.create(payload["config"])
-        net = make_network(train_cfg, env.obs_layout, device)
-        weights = "averaged" if "averaged" in payload else "online"
-        try:
-            net.load_state_dict(payload[weights])
-        except RuntimeError as e:
-            raise CheckpointError(f"{cfg.checkpoint}: network weights do not fit: {str(e).splitlines()[0]}") from None
-        net.eval()
         actor = Actor(net, cfg.episodes, device)
         policy = actor.greedy
     elif policy_kind == "oracle":

@@ -9,9 +9,11 @@ import random
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from townlet_env import NUM_ACTIONS, TownletVectorEnv
 
+from .checkpoint import CheckpointError
 from .network import FeedForwardQNetwork, RecurrentQNetwork
 
 
@@ -69,3 +71,20 @@ def describe_layout(record: dict) -> str:
     "grid 25, position 2, ..." (the level's window, one-hot and landmarks all show in it)."""
     parts = ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, _, shape, _ in record["parts"])
     return parts + (" (one-hot)" if record["one_hot"] else "")
+
+
+def acting_network(payload: dict, env: TownletVectorEnv, device, source, weights: str | None = None):
+    """The checkpoint's network in eval mode and which weights it carries: `weights` when the
+    checkpoint has them, else the averaged ones when it kept them, else the online ones."""
+    if payload["layout"] != layout_record(env.obs_layout):
+        raise CheckpointError(f"{source}: trained on a level with a different observation "
+                              f"layout than {env.pack.name!r}")
+    net = make_network(OmegaConf.create(payload["config"]), env.obs_layout, device)
+    if weights not in payload:
+        weights = "averaged" if "averaged" in payload else "online"
+    try:
+        net.load_state_dict(payload[weights])
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: network weights do not fit: {str(e).splitlines()[0]}") from None
+    return net.eval(), weights
+

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
-from omegaconf import OmegaConf
 
 # Everything borrowed from the env's internals and the trainer is imported here and only
 # here, so moving those pieces (factories, the oracle, a world schema) is a one-place edit.
@@ -25,8 +24,7 @@ from townlet_env.render import TILE_COLOURS, TILE_LABELS
 from townlet_env.schema import (ACTIONS, AFFORDANCES, DEFAULT_LEVEL, DOLLARS_PER_UNIT, EMPTY_CODE, HOURS_PER_DAY,
                                 LETHAL_METERS, METER, METERS)
 
-from ..checkpoint import CheckpointError
-from ..factories import layout_record, make_network
+from ..factories import acting_network
 
 ENERGY, HEALTH, MONEY = METER["energy"], METER["health"], METER["money"]
 #: Frames carry at most this many towns; any others still step, unseen.
@@ -108,16 +106,7 @@ class NetworkPolicy:
     """Greedy over masked Q-values of a checkpoint's network, recurrent state per town."""
 
     def __init__(self, payload: dict, env: TownletVectorEnv, label: str):
-        if payload["layout"] != layout_record(env.obs_layout):
-            raise CheckpointError(f"{label}: trained on a level with a different observation layout than "
-                                  f"{env.pack.name!r}")
-        self.net = make_network(OmegaConf.create(payload["config"]), env.obs_layout, env.device)
-        self.weights = "averaged" if "averaged" in payload else "online"
-        try:
-            self.net.load_state_dict(payload[self.weights])
-        except RuntimeError as e:
-            raise CheckpointError(f"{label}: network weights do not fit: {str(e).splitlines()[0]}") from None
-        self.net.eval()
+        self.net, self.weights = acting_network(payload, env, env.device, label)
         step = payload.get("counters", {}).get("global_step")
         self.label = f"{label} ({self.weights} weights" + (f", {step:,} env steps)" if step is not None else ")")
         self.carry = self.net.initial_state(env.num_envs, env.device)
