@@ -65,5 +65,6 @@ def test_an_earlier_run_keeps_the_overrides_it_was_trained_with(load_script, tmp
     out = run(str(tmp_path))
     assert (out["seed"], out["env_steps"]) == (4, 12000000)
     assert out["overrides"] == ["resume=/r/step_7.pt", "train.total_env_steps=12000000", "agent.distress=1.0"]
+    assert out["resumed_from"] == "/r/step_7.pt"  # its seconds count from the resume
     (tmp_path / ".hydra" / "overrides.yaml").unlink()  # a run folder from before Hydra wrote them
-    assert run(str(tmp_path))["overrides"] == []
+    assert run(str(tmp_path))["overrides"] == [] and run(str(tmp_path))["resumed_from"] is None
