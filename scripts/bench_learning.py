@@ -127,7 +127,7 @@ def curriculum_summary(run_dir: str) -> dict:
 def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fraction: float = 0.9) -> dict:
     """Greedy survival of the run's periodic checkpoints (the first in each `every` env
     steps) on the held-out towns, and the first (env steps, wall seconds since the run
-    started) at `fraction` of the oracle."""
+    started) at `fraction` of the oracle; none for a resumed run."""
     curve, reached, seen = [], None, set()
     for path in sorted(Path(run["run_dir"], "checkpoints").glob("step_*.pt")):
         bucket = int(path.stem.split("_")[1]) // every
@@ -137,7 +137,8 @@ def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fra
         mean = evaluate("checkpoint", episodes, [f"checkpoint={path}"])["mean_survival"]
         point = (int(path.stem.split("_")[1]), round(path.stat().st_mtime - run["started"]), mean)
         curve.append(point)
-        if reached is None and mean >= fraction * oracle_mean:
+        # A resumed run's first checkpoint at the fraction need not be the training's first.
+        if reached is None and mean >= fraction * oracle_mean and not run.get("resumed_from"):
             reached = point
     return {"checkpoint_curve": curve, "to_oracle_env_steps": reached and reached[0],
             "to_oracle_seconds": reached and reached[1]}
@@ -196,8 +197,6 @@ def main() -> None:
                 **{prefix + key: learned[key] for key in ("ended_by", "meters_at_end", "interacts_per_life", "deaths")},
             })
         row.update(time_to_oracle(run, args.episodes, row["oracle_mean"], args.curve_every))
-        if run.get("resumed_from"):  # its first checkpoint at 0.9 need not be the training's first
-            row.update(to_oracle_env_steps=None, to_oracle_seconds=None)
         row.update(curriculum_summary(run["run_dir"]))
         del row["started"]
         rows.append(row)

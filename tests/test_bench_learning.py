@@ -68,3 +68,20 @@ def test_an_earlier_run_keeps_the_overrides_it_was_trained_with(load_script, tmp
     assert out["resumed_from"] == "/r/step_7.pt"  # its seconds count from the resume
     (tmp_path / ".hydra" / "overrides.yaml").unlink()  # a run folder from before Hydra wrote them
     assert run(str(tmp_path))["overrides"] == [] and run(str(tmp_path))["resumed_from"] is None
+
+
+def test_time_to_oracle_is_the_first_checkpoint_at_the_fraction_unless_resumed(load_script, tmp_path):
+    bench = load_script("bench_learning")
+    (tmp_path / "checkpoints").mkdir()
+    for step in (1000, 2000, 3000):
+        (tmp_path / "checkpoints" / f"step_{step:012d}.pt").write_bytes(b"")
+    scores = {1000: 300.0, 2000: 460.0, 3000: 480.0}  # 0.9 of an oracle at 500 is 450
+    bench.evaluate = lambda policy, episodes, overrides: {
+        "mean_survival": scores[int(overrides[0].split("step_")[1].split(".")[0])]}
+    run = {"run_dir": str(tmp_path), "started": 0.0}
+    fresh = bench.time_to_oracle(run, 4, 500.0, every=1000)
+    assert [p[0] for p in fresh["checkpoint_curve"]] == [1000, 2000, 3000]
+    assert fresh["to_oracle_env_steps"] == 2000
+    resumed = bench.time_to_oracle({**run, "resumed_from": "/r/step_7.pt"}, 4, 500.0, every=1000)
+    assert resumed["checkpoint_curve"] == fresh["checkpoint_curve"]  # the curve is still read
+    assert resumed["to_oracle_env_steps"] is None and resumed["to_oracle_seconds"] is None
