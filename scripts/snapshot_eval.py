@@ -18,22 +18,23 @@ import statistics
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from townlet_agents.acting import Actor
 from townlet_agents.checkpoint import load_checkpoint
 from townlet_agents.episodes import run_episodes
-from townlet_agents.factories import make_env, make_network
+from townlet_agents.evaluate import held_out_env
+from townlet_agents.factories import acting_network
 
 EVAL_SEED = 12345
+WEIGHTS = ("online", "averaged")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--from-step", type=int, default=0, help="skip checkpoints before this env step")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     paths = sorted((args.run_dir / "checkpoints").glob("step_*.pt"))
     paths = [p for p in paths if int(p.stem.split("_")[1]) >= args.from_step]
@@ -42,16 +43,14 @@ def main() -> None:
     first = load_checkpoint(paths[0])
     if "averaged" not in first:
         raise SystemExit(f"{paths[0]} has no averaged weights: train with agent.average_decay > 0")
-    cfg = OmegaConf.create(first["config"])
-    env = make_env(cfg, torch.device("cpu"), num_envs=args.episodes, layout_pool="held_out",
-                   max_steps=None)
-    net = make_network(cfg, env.obs_layout, "cpu").eval()
-    scores: dict[str, list[float]] = {"online": [], "averaged": []}
+    saved = first["config"]["env"]
+    env = held_out_env(args.episodes, saved["level"], saved, "cpu")  # the pack's step limit, as `evaluate` plays by default
+    scores: dict[str, list[float]] = {weights: [] for weights in WEIGHTS}
     print(f"{'env steps':>12}  {'online':>8}  {'averaged':>8}")
     for path in paths:
         payload = load_checkpoint(path)
         for weights, column in scores.items():
-            net.load_state_dict(payload[weights])
+            net, _ = acting_network(payload, env, "cpu", path, weights=weights)
             with torch.no_grad():
                 survival, _ = run_episodes(env, Actor(net, args.episodes, "cpu").greedy, seed=EVAL_SEED)
             column.append(float(survival.mean()))
@@ -60,6 +59,7 @@ def main() -> None:
     for weights, column in scores.items():
         print(f"{weights:>8}: {len(column)} checkpoints, mean {statistics.mean(column):.1f}, "
               f"min {min(column):.1f}, at the {limit}-step limit in every episode: {sum(s == limit for s in column)}")
+    return scores
 
 
 if __name__ == "__main__":

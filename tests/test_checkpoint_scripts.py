@@ -1,5 +1,6 @@
-"""scripts/probe_long_lives.py: plays held-out towns with a checkpoint, names the weights
-that acted, and reads the same lives as `evaluate` when it adds nothing."""
+"""The scripts that replay a run's checkpoints on held-out towns: `probe_long_lives.py` and
+`snapshot_eval.py` name the weights that acted and read the same lives as `evaluate` when
+they add nothing of their own."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ TINY = ["+experiment=minimal", "env.num_envs=4", "agent.seq_len=8", "agent.burn_
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    Trainer(compose(*TINY, "agent.average_decay=0.99"), run).train()
+    Trainer(compose(*TINY, "agent.average_decay=0.99", "checkpoint.every_env_steps=300"), run).train()
+    return run
+
+
+@pytest.fixture(scope="module")
+def checkpoint(run):
     return str(run / "checkpoints" / "latest.pt")
 
 
@@ -37,3 +43,21 @@ def test_probe_names_the_weights_that_acted(load_script, checkpoint):
                       "--reset-every", "20"])
     assert out["weights"] == "online" and out["alive_at"] == {}
     assert 0 < out["mean_survival"] <= 60
+
+
+def test_snapshot_eval_scores_both_weights_of_every_checkpoint(load_script, run, checkpoint, capsys):
+    snapshots = load_script("snapshot_eval")
+    scores = snapshots.main([str(run), "--episodes", "6"])
+    steps = sorted((run / "checkpoints").glob("step_*.pt"))
+    assert len(steps) >= 2 and all(len(column) == len(steps) for column in scores.values())
+    assert "averaged:" in capsys.readouterr().out
+    averaged = evaluate(compose(f"checkpoint={steps[-1]}", "episodes=6", config_name="evaluate"))
+    online = load_script("probe_long_lives").main([str(steps[-1]), "--steps", "500", "--towns", "6",
+                                                   "--weights", "online"])
+    assert scores["averaged"][-1] == pytest.approx(averaged["mean_survival"], abs=0.05)
+    assert scores["online"][-1] == pytest.approx(online["mean_survival"], abs=0.05)
+
+
+def test_snapshot_eval_refuses_a_run_without_checkpoints(load_script, tmp_path):
+    with pytest.raises(SystemExit, match="no checkpoints"):
+        load_script("snapshot_eval").main([str(tmp_path)])
