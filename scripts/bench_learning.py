@@ -12,6 +12,7 @@ JSON-lines file.
     python scripts/bench_learning.py pomdp --seeds 5 6 --parallel 2 --long-steps 5000
     python scripts/bench_learning.py temporal --seeds 0 --minutes 5 agent.lr=3e-4
     python scripts/bench_learning.py pomdp --runs /tmp/townlet-learn-pomdp-s0-*   # evaluate runs made earlier
+    python scripts/bench_learning.py pomdp --runs RUN --at-step 12000000   # ... at an earlier checkpoint
 
 The targets are the fraction of the oracle's mean survival each experiment aims at.
 """
@@ -70,19 +71,23 @@ def train_one(experiment: str, seed: int, minutes: float | None, checkpoint_ever
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = max((r.get("global_step", 0) for r in rows), default=0)
     return {"seed": seed, "run_dir": str(run_dir), "train_seconds": round(time.time() - started), "env_steps": steps,
-            "started": started}
+            "started": started, "checkpoint": str(run_dir / "checkpoints" / "latest.pt")}
 
 
 # Overrides that change what a run writes or where, never what it learns; the seed and the
-# experiment have their own fields in a row.
+# experiment have their own fields in a row. (A checkpoint flushes the unfinished episodes
+# into replay, so the checkpoint interval moves where sequences are cut: the same learning,
+# not the same bits; the defaults below are the interval the README rows were trained at.)
 _NOT_LEARNING = ("+experiment=", "seed=", "train.progress_bar=", "train.torch_threads=", "wandb.mode=",
                  "hydra.run.dir=", "train.summary_episodes=", "checkpoint.")
 
 
-def existing_run(run_dir: str) -> dict:
+def existing_run(run_dir: str, at_step: int | None = None) -> dict:
     """A run made earlier (finished or stopped): its seed, env steps, start time and the
-    overrides it was trained with (a resume included) from the files it wrote; its newest
-    checkpoint is what gets evaluated."""
+    overrides it was trained with (a resume included) from the files it wrote. Its newest
+    checkpoint is what gets evaluated, or with `at_step` the periodic checkpoint of that
+    env step: what a run with that budget would have ended with, since nothing in the
+    trainer depends on the budget but when it stops (tests/agents/test_trainer.py)."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir)
@@ -90,13 +95,21 @@ def existing_run(run_dir: str) -> dict:
     rows = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines() if x.strip()]
     started = config.stat().st_mtime
     steps = max(r.get("global_step", 0) for r in rows)
+    checkpoint = path / "checkpoints" / "latest.pt"
+    if at_step is not None:
+        checkpoint = path / "checkpoints" / f"step_{at_step:012d}.pt"
+        if not checkpoint.exists():
+            kept = ", ".join(f"{int(p.stem.split('_')[1]):,}" for p in sorted(checkpoint.parent.glob("step_*.pt")))
+            raise SystemExit(f"--at-step {at_step}: {path} has no checkpoint of that step (it has: {kept or 'none'})")
+        steps = at_step
     written = path / ".hydra" / "overrides.yaml"
     overrides = [str(o) for o in OmegaConf.load(written)] if written.exists() else []
     resumed = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     # A resumed run's seconds and checkpoints start at the resume, not at the training's start.
     return {"seed": int(OmegaConf.load(config).seed), "run_dir": str(path), "env_steps": steps,
-            "train_seconds": round((path / "checkpoints" / "latest.pt").stat().st_mtime - started), "started": started,
-            "overrides": [o for o in overrides if not o.startswith(_NOT_LEARNING)], "resumed_from": resumed}
+            "train_seconds": round(checkpoint.stat().st_mtime - started), "started": started,
+            "overrides": [o for o in overrides if not o.startswith(_NOT_LEARNING)], "resumed_from": resumed,
+            "checkpoint": str(checkpoint), "at_step": at_step}
 
 
 def curriculum_summary(run_dir: str) -> dict:
@@ -126,12 +139,12 @@ def curriculum_summary(run_dir: str) -> dict:
 
 def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fraction: float = 0.9) -> dict:
     """Greedy survival of the run's periodic checkpoints (the first in each `every` env
-    steps) on the held-out towns, and the first (env steps, wall seconds since the run
-    started) at `fraction` of the oracle; none for a resumed run."""
+    steps, up to the run's `env_steps`) on the held-out towns, and the first (env steps, wall
+    seconds since the run started) at `fraction` of the oracle; none for a resumed run."""
     curve, reached, seen = [], None, set()
     for path in sorted(Path(run["run_dir"], "checkpoints").glob("step_*.pt")):
         bucket = int(path.stem.split("_")[1]) // every
-        if bucket in seen:
+        if bucket in seen or int(path.stem.split("_")[1]) > run["env_steps"]:
             continue
         seen.add(bucket)
         mean = evaluate("checkpoint", episodes, [f"checkpoint={path}"])["mean_survival"]
@@ -152,10 +165,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, help="wall-clock budget instead of the experiment's env steps")
     ap.add_argument("--episodes", type=int, default=100)
     ap.add_argument("--long-steps", type=int, default=5000, help="also evaluate lives this long (0 = skip)")
-    ap.add_argument("--checkpoint-every", type=int, default=500_000, help="env steps between checkpoints")
-    ap.add_argument("--curve-every", type=int, default=500_000,
+    ap.add_argument("--checkpoint-every", type=int, default=1_000_000, help="env steps between checkpoints")
+    ap.add_argument("--curve-every", type=int, default=1_000_000,
                     help="env steps between the checkpoints evaluated for the time to oracle")
     ap.add_argument("--runs", nargs="+", help="evaluate these run folders instead of training new ones")
+    ap.add_argument("--at-step", type=int, help="with --runs: evaluate each run's checkpoint of this env step")
     ap.add_argument("--results", default=str(ROOT / "results" / "learning.jsonl"))
     ap.add_argument("overrides", nargs="*", help="extra Hydra overrides for training")
     args = ap.parse_intermixed_args()  # overrides may follow the options
@@ -164,8 +178,10 @@ def main() -> None:
     # The code that trains is the code at the start (commits made during the run don't count).
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or None
+    if args.at_step is not None and not args.runs:
+        ap.error("--at-step needs --runs")
     if args.runs:
-        runs = [existing_run(d) for d in args.runs]
+        runs = [existing_run(d, args.at_step) for d in args.runs]
         args.seeds = [r["seed"] for r in runs]
     else:
         with ThreadPoolExecutor(args.parallel) as pool:
@@ -180,7 +196,7 @@ def main() -> None:
                "minutes": args.minutes, "episodes": args.episodes, "eval_seed": EVAL_SEED, "target": target}
         for prefix, limit in limits:
             learned = evaluate("checkpoint", args.episodes,
-                               [f"checkpoint={run['run_dir']}/checkpoints/latest.pt", *limit])
+                               [f"checkpoint={run['checkpoint']}", *limit])
             # The baselines play the same towns: same level, layout mode and step limit.
             world = [f"env.level={learned['level']}", f"env.layout_mode={learned['layout_mode']}", *limit]
             for policy in ("oracle", "random"):
@@ -198,7 +214,7 @@ def main() -> None:
             })
         row.update(time_to_oracle(run, args.episodes, row["oracle_mean"], args.curve_every))
         row.update(curriculum_summary(run["run_dir"]))
-        del row["started"]
+        del row["started"], row["checkpoint"]
         rows.append(row)
 
     print(f"{args.experiment}: {len(rows)} seeds, {args.episodes} held-out towns each (seed {EVAL_SEED})")

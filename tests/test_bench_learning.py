@@ -78,10 +78,29 @@ def test_time_to_oracle_is_the_first_checkpoint_at_the_fraction_unless_resumed(l
     scores = {1000: 300.0, 2000: 460.0, 3000: 480.0}  # 0.9 of an oracle at 500 is 450
     bench.evaluate = lambda policy, episodes, overrides: {
         "mean_survival": scores[int(overrides[0].split("step_")[1].split(".")[0])]}
-    run = {"run_dir": str(tmp_path), "started": 0.0}
+    run = {"run_dir": str(tmp_path), "started": 0.0, "env_steps": 3000}
     fresh = bench.time_to_oracle(run, 4, 500.0, every=1000)
     assert [p[0] for p in fresh["checkpoint_curve"]] == [1000, 2000, 3000]
     assert fresh["to_oracle_env_steps"] == 2000
     resumed = bench.time_to_oracle({**run, "resumed_from": "/r/step_7.pt"}, 4, 500.0, every=1000)
     assert resumed["checkpoint_curve"] == fresh["checkpoint_curve"]  # the curve is still read
     assert resumed["to_oracle_env_steps"] is None and resumed["to_oracle_seconds"] is None
+    earlier = bench.time_to_oracle({**run, "env_steps": 2000}, 4, 500.0, every=1000)  # a run read --at-step
+    assert [p[0] for p in earlier["checkpoint_curve"]] == [1000, 2000] and earlier["to_oracle_env_steps"] == 2000
+
+
+def test_an_earlier_run_is_read_at_the_checkpoint_of_a_given_step(load_script, tmp_path):
+    run = load_script("bench_learning").existing_run
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text("seed: 2\n")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"global_step": 17000064}) + "\n")
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("step_000012000000.pt", "step_000017000064.pt", "latest.pt"):
+        (tmp_path / "checkpoints" / name).write_bytes(b"")
+    newest = run(str(tmp_path))
+    assert newest["env_steps"] == 17000064 and newest["checkpoint"].endswith("latest.pt")
+    earlier = run(str(tmp_path), at_step=12000000)
+    assert earlier["env_steps"] == earlier["at_step"] == 12000000
+    assert earlier["checkpoint"].endswith("step_000012000000.pt")
+    with pytest.raises(SystemExit, match=r"no checkpoint of that step \(it has: 12,000,000, 17,000,064\)"):
+        run(str(tmp_path), at_step=11000000)

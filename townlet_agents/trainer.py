@@ -190,8 +190,10 @@ class Trainer:
                     sps_step, sps_time = self.global_step, now
                     self.next_log += cfg.train.log_every_env_steps
                 if self.global_step >= self.next_checkpoint:
-                    self.checkpoint()
+                    # Advanced first: the checkpoint records where the next one falls, so a run
+                    # resumed from it does not checkpoint (and flush) again at once.
                     self.next_checkpoint += cfg.checkpoint.every_env_steps
+                    self.checkpoint()
                 if cfg.train.max_wall_minutes and time.time() - start >= 60 * cfg.train.max_wall_minutes:
                     break
                 if stop is not None and stop.requested:

@@ -286,6 +286,34 @@ def test_resumed_run_continues_as_if_never_stopped(tmp_path):
     assert after_600("part2") == after_600("straight") != []
 
 
+def test_a_longer_budget_passes_through_the_shorter_runs_end(tmp_path):
+    """Nothing but when training stops depends on the budget, so a long run's periodic
+    checkpoint is the checkpoint a run with that budget ends with (what
+    `bench_learning --runs RUN --at-step N` relies on)."""
+    averaging = "agent.average_decay=0.9"
+    make_trainer(tmp_path / "short", "pomdp", *RESUME, averaging, "train.total_env_steps=600").train()
+    make_trainer(tmp_path / "long", "pomdp", *RESUME, averaging, "train.total_env_steps=1200").train()
+    short = load_checkpoint(tmp_path / "short" / "checkpoints" / "latest.pt")
+    passed = load_checkpoint(tmp_path / "long" / "checkpoints" / "step_000000000600.pt")
+    assert short["counters"] == passed["counters"]
+    for part in ("online", "averaged", "replay"):
+        assert _same_tensors(short[part], passed[part]), part
+
+
+def test_run_resumed_from_a_periodic_checkpoint_continues_as_if_never_stopped(tmp_path):
+    """A stopped run's newest checkpoint is a periodic one (what `resume=auto` picks)."""
+    straight = make_trainer(tmp_path / "straight", "pomdp", *RESUME, "train.total_env_steps=1800")
+    straight.train()
+    periodic = tmp_path / "straight" / "checkpoints" / "step_000000000600.pt"
+    resumed = make_trainer(tmp_path / "resumed", "pomdp", *RESUME, "train.total_env_steps=1800", f"resume={periodic}")
+    resumed.train()
+    assert resumed.global_step == straight.global_step == 1800
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("step_*.pt")) == [
+        "step_000000001200.pt", "step_000000001800.pt"]  # no extra checkpoint right after the resume
+    assert _same_tensors(resumed.learner.online.state_dict(), straight.learner.online.state_dict())
+    assert _same_tensors(resumed.replay.state_dict(), straight.replay.state_dict())
+
+
 def test_resumed_run_with_held_exploration_continues_as_if_never_stopped(tmp_path):
     # The holds in progress are part of the state: a resumed run acts exactly as the straight one.
     hold = ("agent.epsilon_hold=1.5", "agent.epsilon_end=0.3")
