@@ -1,6 +1,6 @@
 """Make a small pretrained checkpoint, shipped in the package, from a finished run.
 
-    python scripts/make_pretrained.py RUN_DIR NAME [--experiment EXPERIMENT]
+    python scripts/make_pretrained.py RUN_DIR NAME [--experiment EXPERIMENT] [--checkpoint step_000012000000.pt]
 
 Keeps what acting needs: the run's config and observation layout, the world it was
 trained on, and one set of weights (the averaged ones when the run kept them), stored once
@@ -35,9 +35,14 @@ def main() -> None:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("name")
     ap.add_argument("--experiment", help="the experiment the run trained (default: NAME)")
+    ap.add_argument("--checkpoint", default="latest.pt",
+                    help="which of RUN_DIR/checkpoints (a periodic one is where a run with that budget ends)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    payload = load_checkpoint(args.run_dir / "checkpoints" / "latest.pt")
+    source = args.run_dir / "checkpoints" / args.checkpoint
+    if not source.is_file():
+        raise SystemExit(f"--checkpoint: no {source}")
+    payload = load_checkpoint(source)
     weights = payload.get("averaged") or payload["online"]
     weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     if payload["world_identity"] is None:  # trained before checkpoints recorded it: this world's
@@ -54,7 +59,7 @@ def main() -> None:
     result = evaluate(compose(f"checkpoint={out}", "episodes=100", "device=cpu", config_name="evaluate"))
     record = {key: result[key] for key in ("level", "layout_mode", "episodes", "seed", "mean_survival",
                                             "min_survival", "step_limit", "weights")}
-    record.update(experiment=args.experiment or args.name, run=str(args.run_dir), env_steps=payload["counters"]["global_step"], bytes=out.stat().st_size)
+    record.update(experiment=args.experiment or args.name, run=str(args.run_dir), checkpoint=args.checkpoint, env_steps=payload["counters"]["global_step"], bytes=out.stat().st_size)
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record))
 
