@@ -233,7 +233,7 @@ def main() -> None:
                   f"{r['curriculum_first_full_env_steps']} env steps); {r['curriculum_advances']} advances, "
                   f"{r['curriculum_retreats']} retreats")
     summary = {"experiment": args.experiment, "summary": True, "seeds": args.seeds, "commit": commit,
-               "overrides": args.overrides, "target": target}
+               "overrides": args.overrides, "target": target, **({"at_step": args.at_step} if args.at_step else {})}
     for prefix, _ in limits:
         ratios = [r[f"{prefix}ratio_to_oracle"] for r in rows]
         summary.update({f"{prefix}ratio_mean": round(float(np.mean(ratios)), 3),
