@@ -82,12 +82,18 @@ _NOT_LEARNING = ("+experiment=", "seed=", "train.progress_bar=", "train.torch_th
                  "hydra.run.dir=", "train.summary_episodes=", "checkpoint.")
 
 
+def checkpoint_step(path: Path) -> int:
+    """The env step in a periodic checkpoint's name, `step_000012000000.pt`."""
+    return int(path.stem.split("_")[1])
+
+
 def existing_run(run_dir: str, at_step: int | None = None) -> dict:
     """A run made earlier (finished or stopped): its seed, env steps, start time and the
     overrides it was trained with (a resume included) from the files it wrote. Its newest
     checkpoint is what gets evaluated, or with `at_step` the periodic checkpoint of that
-    env step: what a run with that budget would have ended with, since nothing in the
-    trainer depends on the budget but when it stops (tests/agents/test_trainer.py)."""
+    env step: what a run with that budget and the same checkpoint interval would have ended
+    with, since nothing in the trainer depends on the budget but when it stops
+    (tests/agents/test_trainer.py)."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir)
@@ -99,7 +105,7 @@ def existing_run(run_dir: str, at_step: int | None = None) -> dict:
     if at_step is not None:
         checkpoint = path / "checkpoints" / f"step_{at_step:012d}.pt"
         if not checkpoint.exists():
-            kept = ", ".join(f"{int(p.stem.split('_')[1]):,}" for p in sorted(checkpoint.parent.glob("step_*.pt")))
+            kept = ", ".join(f"{checkpoint_step(p):,}" for p in sorted(checkpoint.parent.glob("step_*.pt")))
             raise SystemExit(f"--at-step {at_step}: {path} has no checkpoint of that step (it has: {kept or 'none'})")
         steps = at_step
     written = path / ".hydra" / "overrides.yaml"
@@ -143,12 +149,12 @@ def time_to_oracle(run: dict, episodes: int, oracle_mean: float, every: int, fra
     seconds since the run started) at `fraction` of the oracle; none for a resumed run."""
     curve, reached, seen = [], None, set()
     for path in sorted(Path(run["run_dir"], "checkpoints").glob("step_*.pt")):
-        bucket = int(path.stem.split("_")[1]) // every
-        if bucket in seen or int(path.stem.split("_")[1]) > run["env_steps"]:
+        step = checkpoint_step(path)
+        if step // every in seen or step > run["env_steps"]:
             continue
-        seen.add(bucket)
+        seen.add(step // every)
         mean = evaluate("checkpoint", episodes, [f"checkpoint={path}"])["mean_survival"]
-        point = (int(path.stem.split("_")[1]), round(path.stat().st_mtime - run["started"]), mean)
+        point = (step, round(path.stat().st_mtime - run["started"]), mean)
         curve.append(point)
         # A resumed run's first checkpoint at the fraction need not be the training's first.
         if reached is None and mean >= fraction * oracle_mean and not run.get("resumed_from"):

@@ -4,8 +4,8 @@
 seed. Training survival (`plot_run.py`) is measured on training lives, which may start with
 lowered meters; this is the score the README's tables report, along the way.
 
-    python scripts/plot_held_out.py pomdp_random_layout --commit 6c04945 \\
-        --overrides train.total_env_steps=17000000 --mark 12000000 --out docs/img/curve.png
+    python scripts/plot_held_out.py pomdp_random_layout --overrides train.total_env_steps=17000000 \\
+        --mark 17000000 --out docs/img/pomdp_random_layout_held_out.png   # the README's figure
 
 Rows are chosen by experiment, commit (optional) and the exact list of overrides (none
 unless given); a row read `--at-step` is left out, since its curve stops early.
