@@ -9,6 +9,7 @@ groups, clamp, termination and truncation, reward, clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from .observation import action_mask as _action_mask
@@ -141,9 +142,10 @@ class OneTownTables:
     """What `step_one` reads as Python values, computed once per env from the params."""
     modulation: tuple        # the two health-modulation constants as float32 scalars
     threshold: float         # the cascade threshold as float32, as `m < thr` compares in numpy
-    cascade_sources: list    # every group's source meters, for one check that skips them all
-    cascades: list           # per group: (source meters as a list, sources, rows)
+    cascade_sources: Any     # reads every group's source meters from a list, for one check that skips them all
+    cascades: list           # per group: (a reader of its source meters, sources, rows)
     cell_delta: list         # per action, the change of the flat cell index
+    survival: tuple          # the survival reward of a step, [0] if it ended the life, else [1]: read-only [1] arrays
 
 
 def one_town_tables(p: WorldParams) -> OneTownTables:
@@ -151,23 +153,32 @@ def one_town_tables(p: WorldParams) -> OneTownTables:
     # meter; the pack reads action costs in [0, 1] (pack.py)
     assert bool((p.action_cost >= 0).all()), "an action with a negative meter cost"
     f32 = p.ops.float32
+    survival = tuple(p.ops.asarray([r], f32) for r in (0.0, 1.0))
+    for r in survival:
+        r.flags.writeable = False  # shared by every step's output
     return OneTownTables(
         modulation=(f32(p.modulation[0]), f32(p.modulation[1])),
         threshold=float(f32(p.cascade_threshold)),
-        cascade_sources=sorted({k for src, _ in p.cascades for k in src.tolist()}),
-        cascades=[(src.tolist(), src, rows) for src, rows in p.cascades],
+        cascade_sources=_reader(sorted({k for src, _ in p.cascades for k in src.tolist()})),
+        cascades=[(_reader(src.tolist()), src, rows) for src, rows in p.cascades],
         cell_delta=[int(d) for d in p.action_cell_delta],
+        survival=survival,
     )
+
+
+def _reader(indices: list):
+    """values -> the tuple of values[k] for k in `indices` (None when there are none)."""
+    return itemgetter(*indices, indices[0]) if indices else None  # the extra item: a tuple even for one index
 
 
 def _cascade_one(p: WorldParams, t: OneTownTables, m):
     """`_cascade` for one town's meters [meters], skipping the groups whose sources are all
     at or above the threshold (their drain is +-0, which changes no meter)."""
     values = m.tolist()
-    if not t.cascade_sources or min([values[k] for k in t.cascade_sources]) >= t.threshold:
+    if t.cascade_sources is None or min(t.cascade_sources(values)) >= t.threshold:
         return m  # the common case: no source below the threshold, no group drains
-    for source_list, sources, rows in t.cascades:
-        if min([values[k] for k in source_list]) < t.threshold:
+    for read_sources, sources, rows in t.cascades:
+        if min(read_sources(values)) < t.threshold:
             m = _cascade_group(p, m[None, :], sources, rows)[0]
             values = m.tolist()
     return m
@@ -198,7 +209,7 @@ def step_one(p: WorldParams, t: OneTownTables, s: WorldState, action: int, mask,
         progress = (0 if completed else attempt) if paid else (progress if continuing else 0)
         current = here
     else:
-        m = ops.clip(m, 0.0, None)  # meters in [0, 1] minus costs >= 0: only the floor can bind
+        m = ops.xp.maximum(m, 0.0)  # meters in [0, 1] minus costs >= 0: only the floor can bind
         progress, current = 0, EMPTY
     m = m - p.depletion * s.multiplier
     m[HEALTH] -= t.modulation[0] - t.modulation[1] * m[FITNESS]
@@ -219,6 +230,5 @@ def step_one(p: WorldParams, t: OneTownTables, s: WorldState, action: int, mask,
     term, trunc = flags[0:1], flags[1:2]
     # the one-town path's own survival reward, like its other rules (pinned equal to
     # rewards.reward by tests/env/test_single_fast_path.py): 1 while alive, 0 on the last step
-    reward = (ops.asarray([0.0 if terminated else 1.0], ops.float32) if p.reward_mode == "survival"
-              else _reward(p, new, term, trunc))
+    reward = t.survival[not terminated] if p.reward_mode == "survival" else _reward(p, new, term, trunc)
     return new, StepOutput(reward, term, trunc, flags[2:3])

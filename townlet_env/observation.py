@@ -65,7 +65,8 @@ def observe_one(p: WorldParams, s: WorldState, cell: int, hour: int, slices):
     obs[meters] = s.meters[0]
     obs[clock] = p.hour_trig[hour]
     # float32 scalars, as in observe
-    obs[progress] = ops.float32(int(s.progress[0])) * p.inv_ticks[int(s.current[0])]
+    done = int(s.progress[0])  # ticks done: 0 on most steps, and 0 * (1 / ticks) is +0.0
+    obs[progress] = ops.float32(done) * p.inv_ticks[int(s.current[0])] if done else 0.0
     return obs
 
 
