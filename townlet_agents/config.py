@@ -35,6 +35,11 @@ class PositionEncoding(str, Enum):
     cells = "cells"
 
 
+class LstmPrecision(str, Enum):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
 class LossKind(str, Enum):
     huber = "huber"
     mse = "mse"
@@ -165,6 +170,12 @@ class AgentConfig:
     epsilon_hold: float = 0.0
     """0 = plain epsilon-greedy. Above 1: ez-greedy, each exploratory action is held for n
     steps, P(n) proportional to n ** -epsilon_hold (n <= 100), ending early at a wall."""
+    lstm_precision: LstmPrecision = LstmPrecision.float32
+    """Precision of the LSTM in the learner's unrolls: `float32`, or `bfloat16` (autocast:
+    the LSTM layer computes in bfloat16 and its outputs and states return as float32; the
+    encoders, the Q head, the targets, the optimiser, acting and evaluation stay float32).
+    On CPUs and GPUs with bfloat16 matrix units the LSTM, most of a training iteration,
+    runs about twice as fast (docs/scaling.md, "bfloat16 LSTM")."""
 
 
 @dataclass

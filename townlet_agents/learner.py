@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from townlet_env.schema import METER, NUM_METERS
 
 from .config import AgentConfig, check_agent, reward_scale
+from .network import lstm_precision
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class LearnerConfig:
     """`agent.distress_threshold`: the meter level below which distress starts."""
     distress_money: bool = False
     """`agent.distress_money`: money counts in the distress mean too."""
+    lstm_precision: str = "float32"
+    """`agent.lstm_precision`: the dtype of the LSTM in the learner's unrolls."""
     huber_delta: float = 1.0
     """Where the Huber loss turns from quadratic to linear (not a user setting)."""
     priority_eta: float = 0.9
@@ -74,7 +77,7 @@ _NOT_MONEY = [i for i in range(NUM_METERS) if i != METER["money"]]
 """Money is a resource, not a need: no cascade runs from it, so it carries no distress."""
 
 _SHARED = ("lr", "adam_eps", "gamma", "n_step", "burn_in", "loss", "grad_clip", "target_update_every", "tau",
-           "average_decay", "shaping", "distress", "distress_threshold", "distress_money")
+           "average_decay", "shaping", "distress", "distress_threshold", "distress_money", "lstm_precision")
 
 
 def learner_config(agent=None, intrinsic_weight: float = 0.0) -> LearnerConfig:
@@ -316,11 +319,12 @@ class Learner:
         `SequenceReplay.update_priorities(batch["indices"], ...)`).
         """
         cfg = self.config
-        td = sequence_td(
-            self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
-            cfg.reward_scale, cfg.shaping, cfg.distress, cfg.distress_threshold,
-            cfg.distress_money,
-        )
+        with lstm_precision(getattr(torch, cfg.lstm_precision), self.online, self.target):
+            td = sequence_td(
+                self.online, self.target, batch, cfg.gamma, cfg.n_step, cfg.burn_in, self.intrinsic_weight,
+                cfg.reward_scale, cfg.shaping, cfg.distress, cfg.distress_threshold,
+                cfg.distress_money,
+            )
         loss = sequence_loss(td, cfg.loss, cfg.huber_delta, batch.get("weights"))
 
         self.optimizer.zero_grad(set_to_none=True)

@@ -14,6 +14,8 @@ Callers can therefore carry "the state" without knowing which network they hold.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
@@ -104,6 +106,21 @@ def _width(encoder: nn.Module) -> int:
     return encoder.out_features if hasattr(encoder, "out_features") else encoder[0].out_features
 
 
+@contextmanager
+def lstm_precision(dtype: torch.dtype, *nets: nn.Module):
+    """Within the block the recurrent `nets` run their LSTM layer in `dtype` under autocast
+    (outputs and states come back as float32); afterwards float32 again, so acting and
+    evaluation never see the lowered precision."""
+    recurrent = [net for net in nets if net.is_recurrent]
+    for net in recurrent:
+        net.lstm_dtype = dtype
+    try:
+        yield
+    finally:
+        for net in recurrent:
+            net.lstm_dtype = torch.float32
+
+
 def _zero_where(state: State, reset: Tensor | None) -> State:
     """Zero the state rows of agents whose `reset` flag is set (sync-free multiplication)."""
     if reset is None:
@@ -146,6 +163,8 @@ class RecurrentQNetwork(_QNetwork):
     """Encoders -> Linear+ReLU -> LSTM -> Q head over `num_actions`."""
 
     is_recurrent = True
+    lstm_dtype = torch.float32
+    """The dtype the LSTM layer computes in; the learner lowers it within its unrolls (`lstm_precision`)."""
 
     def __init__(self, layout: ObsLayout, num_actions: int = NUM_ACTIONS, hidden_size: int = 128, encoder_size: int = 64,
                  dueling: bool = False, position_cells: bool = False):
@@ -167,7 +186,13 @@ class RecurrentQNetwork(_QNetwork):
         T, B, _ = obs.shape
         h, c = self._state_or_zeros(state, B, obs)
         x = self.torso(self.encoder(obs))
-        out, (h_n, c_n) = self.lstm(x, (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous()))
+        state = (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous())
+        if self.lstm_dtype == torch.float32:
+            out, (h_n, c_n) = self.lstm(x, state)
+        else:
+            with torch.autocast(x.device.type, dtype=self.lstm_dtype):
+                out, (h_n, c_n) = self.lstm(x, state)
+            out, h_n, c_n = out.float(), h_n.float(), c_n.float()
         return self.q_head(out), (h_n.squeeze(0), c_n.squeeze(0))
 
     def step(

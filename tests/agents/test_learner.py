@@ -585,3 +585,24 @@ def test_a_restored_optimiser_keeps_the_multi_tensor_path():
     state["optimizer"]["param_groups"][0]["foreach"] = None  # as saved before it was set
     learner.load_state_dict(state)
     assert learner.optimizer.param_groups[0]["foreach"] is True
+
+
+def test_bfloat16_lstm_precision_applies_to_the_learners_unrolls_only():
+    """With `lstm_precision=bfloat16` both networks' LSTMs run in bfloat16 during the
+    update (three unrolls: the online burn-in and main parts, the target), the loss stays
+    close to the float32 one, and afterwards the networks act in float32 again."""
+    batch = make_batch()
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        online, target = make_nets()
+        learner = Learner(online, target, _config(burn_in=2, lstm_precision=precision))
+        seen = []
+        hooks = [net.lstm.register_forward_hook(lambda m, a, out: seen.append(out[0].dtype))
+                 for net in (learner.online, learner.target)]
+        losses[precision] = learner.update(batch)["td_loss"]
+        for h in hooks:
+            h.remove()
+        assert seen == [getattr(torch, precision)] * 3
+        assert learner.online.lstm_dtype == learner.target.lstm_dtype == torch.float32
+    assert losses["bfloat16"] != losses["float32"]
+    torch.testing.assert_close(losses["bfloat16"], losses["float32"], rtol=0.1, atol=1e-3)

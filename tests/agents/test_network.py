@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from townlet_agents.network import FeedForwardQNetwork, RecurrentQNetwork
+from townlet_agents.network import FeedForwardQNetwork, RecurrentQNetwork, lstm_precision
 from townlet_env.layout import ObsLayout
 
 LAYOUTS = {"pomdp": ObsLayout.build(cells=25), "full": ObsLayout.build(cells=64), "onehot": ObsLayout.build(cells=25, one_hot=True)}
@@ -161,3 +161,33 @@ def test_position_cells_networks_keep_the_interface(net_name):
     assert q.shape == (5, 3, 6)
     q.sum().backward()  # the cell vectors are trained
     assert net.encoder.encoders["position"].embedding.weight.grad.abs().sum() > 0
+
+
+def test_lstm_precision_lowers_only_the_lstm_and_only_within_the_block():
+    """bfloat16 autocast reaches the LSTM layer alone (its outputs and states come back as
+    float32, close to the float32 ones but not equal), and leaving the block restores the
+    exact float32 network that acting and evaluation use."""
+    net, layout = make("recurrent", "pomdp")
+    feedforward, _ = make("feedforward", "pomdp")
+    obs = torch.rand(6, 4, layout.size)
+    q32, (h32, c32) = net(obs)
+    seen = []
+    hook = net.lstm.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))
+    with lstm_precision(torch.bfloat16, net, feedforward):  # a feed-forward network is left as it is
+        q16, (h16, c16) = net(obs)
+        assert not hasattr(feedforward, "lstm_dtype")
+    hook.remove()
+    assert seen == [torch.bfloat16]
+    assert q16.dtype == h16.dtype == c16.dtype == torch.float32
+    assert not torch.equal(q16, q32)
+    assert torch.allclose(q16, q32, atol=0.05) and torch.allclose(h16, h32, atol=0.05)
+    assert net.lstm_dtype == torch.float32
+    q_after, _ = net(obs)
+    assert torch.equal(q_after, q32)
+
+
+def test_lstm_precision_is_restored_when_the_block_raises():
+    net, _ = make("recurrent", "pomdp")
+    with pytest.raises(RuntimeError), lstm_precision(torch.bfloat16, net):
+        raise RuntimeError("an update that failed")
+    assert net.lstm_dtype == torch.float32

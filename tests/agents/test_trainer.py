@@ -436,6 +436,8 @@ WIRING = {
     "agent.distress": ("agent.distress=0.5", lambda t: t.learner.config.distress, 0.5),
     "agent.distress_threshold": ("agent.distress_threshold=0.2", lambda t: t.learner.config.distress_threshold, 0.2),
     "agent.distress_money": ("agent.distress_money=true", lambda t: t.learner.config.distress_money, True),
+    "agent.lstm_precision": ("agent.lstm_precision=bfloat16", lambda t: t.learner.config.lstm_precision,
+                             "bfloat16"),
     "agent.epsilon_hold": ("agent.epsilon_hold=1.5", lambda t: t.actor.hold.cdf[0].item(),
                            pytest.approx(1 / sum(k ** -1.5 for k in range(1, 101)))),
     "exploration.rnd": ("exploration.rnd=true", lambda t: (t.rnd is not None, t.annealer is not None), (True, True)),
