@@ -57,8 +57,8 @@ def test_random_layout_is_its_fixed_town_experiment_with_new_towns_lowered_start
     assert random_layout.env.layout_mode == LayoutMode.per_episode
     assert random_layout.env.start_spread == 0.9 and fixed.env.start_spread == 0.0
     random_layout.env.layout_mode, random_layout.env.start_spread = fixed.env.layout_mode, fixed.env.start_spread
-    # pomdp_random_layout trains longer than its fixed town (the long lives need it)
-    assert random_layout.train.total_env_steps >= fixed.train.total_env_steps
+    # a random-layout experiment trains longer than its fixed town (the long lives need it)
+    assert random_layout.train.total_env_steps > fixed.train.total_env_steps
     random_layout.train.total_env_steps = fixed.train.total_env_steps
     assert random_layout == fixed  # everything else inherited, so the two results compare
 
