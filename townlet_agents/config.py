@@ -174,8 +174,8 @@ class AgentConfig:
     """Precision of the LSTM in the learner's unrolls: `float32`, or `bfloat16` (autocast:
     the LSTM layer computes in bfloat16 and its outputs and states return as float32; the
     encoders, the Q head, the targets, the optimiser, acting and evaluation stay float32).
-    On CPUs and GPUs with bfloat16 matrix units the LSTM, most of a training iteration,
-    runs about twice as fast (docs/scaling.md, "bfloat16 LSTM")."""
+    Faster per second where the hardware has bfloat16 matrix units; throughput and learning
+    measured on a CPU with them (not on a GPU) in docs/scaling.md, "bfloat16 LSTM"."""
 
 
 @dataclass
