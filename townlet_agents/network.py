@@ -186,12 +186,12 @@ class RecurrentQNetwork(_QNetwork):
         T, B, _ = obs.shape
         h, c = self._state_or_zeros(state, B, obs)
         x = self.torso(self.encoder(obs))
-        state = (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous())
+        hc = (h.unsqueeze(0).contiguous(), c.unsqueeze(0).contiguous())
         if self.lstm_dtype == torch.float32:
-            out, (h_n, c_n) = self.lstm(x, state)
+            out, (h_n, c_n) = self.lstm(x, hc)
         else:
             with torch.autocast(x.device.type, dtype=self.lstm_dtype):
-                out, (h_n, c_n) = self.lstm(x, state)
+                out, (h_n, c_n) = self.lstm(x, hc)
             out, h_n, c_n = out.float(), h_n.float(), c_n.float()
         return self.q_head(out), (h_n.squeeze(0), c_n.squeeze(0))
 
